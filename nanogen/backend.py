@@ -1,0 +1,142 @@
+"""Devices and array modules.
+
+nanogen keeps every tensor's values in an array owned by a *backend*:
+
+* ``"cpu"``  -- a NumPy ``ndarray``.
+* ``"cuda"`` -- a CuPy ``ndarray`` on the GPU when CuPy and a GPU are present.  The hand-written
+  kernels in :mod:`nanogen.kernels` are ``numba.cuda`` kernels that take CuPy arrays through
+  ``__cuda_array_interface__``.
+* ``"cuda"`` under the simulator -- when ``NUMBA_ENABLE_CUDASIM=1`` is set before numba is
+  imported, ``numba.cuda`` runs kernels on the CPU.  A ``"cuda"`` tensor then holds a NumPy array,
+  but every hand-written kernel is routed to its ``numba.cuda`` version, so the CUDA kernels are
+  exercised (and compared with the CPU path) on machines without a GPU.
+
+Everything outside the kernels is written against ``xp``, the array module of a device
+(``numpy`` or ``cupy``), obtained with :func:`array_module`.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["Device", "device", "array_module", "is_cuda_available", "is_cuda_simulator",
+           "to_device_array", "device_of_array"]
+
+_CUPY = None          # the cupy module once imported, False when unavailable
+_CUDA_OK = None       # cached answer of is_cuda_available()
+
+
+def is_cuda_simulator() -> bool:
+    """True when numba's CUDA simulator is switched on (``NUMBA_ENABLE_CUDASIM=1``)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def _cupy():
+    """Import CuPy lazily; returns the module or ``None``."""
+    global _CUPY
+    if _CUPY is None:
+        try:
+            import cupy  # noqa: F401
+            _CUPY = cupy
+        except Exception:  # ImportError, or a CuPy built for another CUDA
+            _CUPY = False
+    return _CUPY or None
+
+
+def is_cuda_available() -> bool:
+    """Whether device ``"cuda"`` can be used: the simulator is on, or CuPy sees a GPU."""
+    global _CUDA_OK
+    if is_cuda_simulator():
+        return True
+    if _CUDA_OK is None:
+        cp = _cupy()
+        try:
+            _CUDA_OK = bool(cp is not None and cp.cuda.runtime.getDeviceCount() > 0)
+        except Exception:
+            _CUDA_OK = False
+    return _CUDA_OK
+
+
+class Device:
+    """A device name, ``"cpu"`` or ``"cuda"``; compares equal to its string (``x.device == "cpu"``)."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, name):
+        if isinstance(name, Device):
+            name = name.type
+        if not isinstance(name, str):
+            raise TypeError(f"a device is 'cpu' or 'cuda', got {name!r}")
+        base = name.split(":")[0]
+        if base not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {name!r}: nanogen knows 'cpu' and 'cuda'")
+        if name not in (base, base + ":0"):
+            raise ValueError(f"device {name!r}: nanogen drives a single GPU, use 'cuda' or 'cuda:0'")
+        self.type = base
+
+    def __eq__(self, other):
+        if isinstance(other, Device):
+            return self.type == other.type
+        if isinstance(other, str):
+            try:
+                return self.type == Device(other).type
+            except (ValueError, TypeError):
+                return False
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.type)
+
+    def __repr__(self):
+        return f"device(type='{self.type}')"
+
+    def __str__(self):
+        return self.type
+
+
+CPU = Device("cpu")
+CUDA = Device("cuda")
+
+
+def device(name) -> Device:
+    """``ng.device("cuda")``: a :class:`Device`."""
+    return Device(name)
+
+
+def array_module(dev):
+    """The array module (``numpy`` or ``cupy``) that holds arrays of device ``dev``."""
+    if Device(dev).type == "cpu" or is_cuda_simulator():
+        return np
+    cp = _cupy()
+    if cp is None:
+        raise RuntimeError("device 'cuda' needs CuPy and an NVIDIA GPU: install nanogen[cuda], "
+                           "or set NUMBA_ENABLE_CUDASIM=1 to simulate it on the CPU")
+    return cp
+
+
+def device_of_array(array) -> Device:
+    """The device an array lives on, judged by its type (NumPy arrays are taken as CPU)."""
+    cp = _cupy() if type(array).__module__.startswith("cupy") else None
+    if cp is not None and isinstance(array, cp.ndarray):
+        return CUDA
+    return CPU
+
+
+def check_device_available(dev: Device):
+    if dev.type == "cuda" and not is_cuda_available():
+        raise RuntimeError("device 'cuda' is not available: no CuPy-visible GPU was found "
+                           "(set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in numba's simulator)")
+
+
+def to_device_array(array, dev):
+    """Copy ``array`` (NumPy or CuPy) to device ``dev`` (no copy when it is already there)."""
+    dev = Device(dev)
+    check_device_available(dev)
+    xp = array_module(dev)
+    if xp is np:
+        cp = _cupy()
+        if cp is not None and isinstance(array, cp.ndarray):
+            return cp.asnumpy(array)
+        return np.asarray(array)
+    return xp.asarray(array)

@@ -1,0 +1,13 @@
+"""``nanogen.functional`` (also ``nanogen.nn.functional``, imported as ``F``): every op, one
+module per family, each op's forward and backward side by side."""
+from .elementwise import *  # noqa: F401,F403
+from .reduce import *  # noqa: F401,F403
+from .shape import *  # noqa: F401,F403
+from .indexing import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403
+from .activation import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403
+from . import elementwise, reduce, shape, indexing, linalg, activation, loss  # noqa: F401
+
+__all__ = (elementwise.__all__ + reduce.__all__ + shape.__all__ + indexing.__all__
+           + linalg.__all__ + activation.__all__ + loss.__all__)

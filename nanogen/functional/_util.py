@@ -1,0 +1,94 @@
+"""Helpers shared by the op modules: turning operands into tensors and reducing broadcast grads."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..tensor import Tensor, get_default_dtype
+
+
+def as_tensor_like(x, ref: Tensor) -> Tensor:
+    """A Python number or array as a constant tensor on ``ref``'s device with ``ref``'s dtype."""
+    if isinstance(x, Tensor):
+        return x
+    xp = ref._xp()
+    return Tensor._make(xp.asarray(x, dtype=ref.data.dtype), ref._device)
+
+
+def binary_operands(a, b, op: str):
+    """Tensors for a binary op, with PyTorch's promotions for mixed kinds:
+
+    * a Python number takes the tensor's dtype (an int tensor with a float number becomes float);
+    * a bool / int tensor meeting a float tensor is cast to the float dtype;
+    * two different float dtypes are an error (Function.apply names both).
+    """
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: at least one operand must be a Tensor")
+    if not isinstance(a, Tensor):
+        a = _number_like(a, b, op)
+    elif not isinstance(b, Tensor):
+        b = _number_like(b, a, op)
+    ka, kb = a.data.dtype.kind, b.data.dtype.kind
+    if ka == "f" and kb != "f":
+        b = b.to(a.dtype)
+    elif kb == "f" and ka != "f":
+        a = a.to(b.dtype)
+    elif ka in "b" and kb in "iu":
+        a = a.to(b.dtype)
+    elif kb in "b" and ka in "iu":
+        b = b.to(a.dtype)
+    return a, b
+
+
+def _number_like(x, ref: Tensor, op: str) -> Tensor:
+    if isinstance(x, bool) or isinstance(x, numbers.Number):
+        if isinstance(x, numbers.Integral) or isinstance(x, bool) or ref.data.dtype.kind == "f":
+            dtype = ref.data.dtype
+        else:   # an int tensor meets a Python float: float result
+            dtype = get_default_dtype()
+            ref = ref.to(dtype)
+        return Tensor._make(ref._xp().asarray(x, dtype=dtype), ref._device)
+    if isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy"):
+        return Tensor(x)
+    raise TypeError(f"{op}: unsupported operand of type {type(x).__name__}")
+
+
+def unbroadcast(g: Tensor, shape) -> Tensor:
+    """Sum a broadcast gradient back down to ``shape`` (the adjoint of broadcasting)."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    from .reduce import sum_to
+    return sum_to(g, shape)
+
+
+def normalize_dim(dim, ndim: int, op: str = "op") -> int:
+    if dim is None:
+        return None
+    d = dim + ndim if dim < 0 else dim
+    if not 0 <= d < max(ndim, 1):
+        raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} "
+                         f"dimensions")
+    return d
+
+
+def normalize_dims(dim, ndim: int, op: str = "op"):
+    """``dim`` (int, tuple or None) as a sorted tuple of non-negative axes (None: all axes)."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, (list, tuple)):
+        axes = tuple(sorted({normalize_dim(d, ndim, op) for d in dim}))
+        if len(axes) != len(dim):
+            raise ValueError(f"{op}: dimension repeated in {tuple(dim)}")
+        return axes
+    return (normalize_dim(dim, ndim, op),)
+
+
+def parse_shape(args, op="op"):
+    """Accept ``f(2, 3)``, ``f((2, 3))`` and ``f([2, 3])``."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = tuple(args[0])
+    try:
+        return tuple(int(a) for a in args)
+    except TypeError:
+        raise TypeError(f"{op}: a shape is a sequence of ints, got {args!r}") from None

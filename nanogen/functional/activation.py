@@ -1,0 +1,173 @@
+"""Activations: relu and friends, softplus, softmax / log_softmax, dropout.
+
+Non-smooth activations capture their 0/1 (or slope) mask as a constant, so their backward is
+``gy * mask`` -- differentiable in ``gy``, which is all a second derivative needs (the mask's own
+derivative is zero almost everywhere).  Smooth ones are either dedicated Functions with a
+numerically stable forward (softplus, softmax, log_softmax) or compositions of other ops.
+"""
+from __future__ import annotations
+
+import math
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import normalize_dim
+from .elementwise import clamp, exp, normal_cdf, sigmoid, tanh, where
+
+__all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus",
+           "softmax", "log_softmax", "sigmoid", "tanh", "hardtanh", "dropout", "logsigmoid",
+           "glu"]
+
+
+class _MaskedLinear(Function):
+    """y = x · slope(x) where slope is 1 for x > 0 and ``negative_slope`` elsewhere."""
+
+    def forward(self, x):
+        pos = x > 0
+        if self.requires_grad:
+            self.mask = self.xp.where(pos, 1.0, self.negative_slope).astype(x.dtype)
+        if self.negative_slope == 0.0:
+            return self.xp.maximum(x, 0)
+        return self.xp.where(pos, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, gy):
+        return gy * Tensor._make(self.mask, gy._device)
+
+
+def relu(input, inplace=False):
+    """max(x, 0); the derivative at 0 is taken as 0, as in PyTorch."""
+    return _MaskedLinear.apply(input, negative_slope=0.0)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return _MaskedLinear.apply(input, negative_slope=float(negative_slope))
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return clamp(input, min_val, max_val)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """x for x > 0, α (eᕽ - 1) otherwise.  exp sees min(x, 0), so neither branch overflows."""
+    return where(input > 0, input, (exp(clamp(input, max=0.0)) - 1.0) * alpha)
+
+
+def selu(input, inplace=False):
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+    return elu(input, alpha) * scale
+
+
+def gelu(input, approximate="none"):
+    """x Φ(x) (exact, with erf) or PyTorch's tanh approximation."""
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        return input * 0.5 * (tanh((input + input * input * input * 0.044715) * c) + 1.0)
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return input * normal_cdf(input)
+
+
+def silu(input, inplace=False):
+    """x σ(x) (the swish)."""
+    return input * sigmoid(input)
+
+
+def mish(input, inplace=False):
+    return input * tanh(softplus(input))
+
+
+class Softplus(Function):
+    """y = log(1 + e^(βx)) / β, computed as max(x,0) + log1p(e^(-|βx|))/β;  dy/dx = σ(βx).
+    Above ``threshold`` (in βx) it returns x, as PyTorch does."""
+
+    def forward(self, x):
+        xp = self.xp
+        z = x * self.beta
+        y = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / self.beta
+        return xp.where(z > self.threshold, x, y).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        s = sigmoid(x * self.beta)
+        lin = Tensor._make((x.data * self.beta > self.threshold), x._device)
+        return gy * where(lin, 1.0, s)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))
+
+
+def logsigmoid(input):
+    """log σ(x) = -softplus(-x)."""
+    return -softplus(-input)
+
+
+class Softmax(Function):
+    """y = exp(x - max) / Σ exp(x - max);  dx = y ⊙ (gy - Σ gy ⊙ y)."""
+
+    keep_output = True
+
+    def forward(self, x):
+        xp = self.xp
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        return e / e.sum(axis=self.axis, keepdims=True)
+
+    def backward(self, gy):
+        y = self.output
+        return y * (gy - (gy * y).sum(self.axis, keepdim=True))
+
+
+class LogSoftmax(Function):
+    """y = x - logsumexp(x);  dx = gy - softmax(x) Σ gy = gy - exp(y) Σ gy."""
+
+    keep_output = True
+
+    def forward(self, x):
+        xp = self.xp
+        m = x.max(axis=self.axis, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        return x - (xp.log(xp.exp(x - m).sum(axis=self.axis, keepdims=True)) + m)
+
+    def backward(self, gy):
+        return gy - exp(self.output) * gy.sum(self.axis, keepdim=True)
+
+
+def _softmax_dim(input, dim, op):
+    if dim is None:
+        dim = 0 if input.ndim in (0, 1, 3) else 1   # PyTorch's legacy implicit choice
+    return normalize_dim(dim, input.ndim, op)
+
+
+def softmax(input, dim=None, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    return Softmax.apply(input, axis=_softmax_dim(input, dim, "softmax"))
+
+
+def log_softmax(input, dim=None, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    return LogSoftmax.apply(input, axis=_softmax_dim(input, dim, "log_softmax"))
+
+
+def glu(input, dim=-1):
+    a, b = input.chunk(2, dim)
+    return a * sigmoid(b)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element with probability p and scale the survivors by 1/(1-p)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    from ..random import draw
+    keep = draw("uniform", input.shape, input.dtype, input.device) >= p
+    scale = input._xp().asarray(keep, dtype=input.dtype) * input.dtype.type(1.0 / (1.0 - p))
+    return input * Tensor._make(input._xp().asarray(scale), input._device)

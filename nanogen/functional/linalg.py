@@ -1,0 +1,77 @@
+"""Matrix products: ``matmul`` (batched, broadcasting, with PyTorch's 1-D rules) and ``linear``.
+
+For C = A B:  dL/dA = dL/dC Bᵀ  and  dL/dB = Aᵀ dL/dC, each summed over broadcast batch dims.
+Both are matmuls again, so the product is differentiable to any order.  On the GPU the arrays
+are CuPy's and the product runs in cuBLAS.
+"""
+from __future__ import annotations
+
+from ..autograd import Function
+from ._util import unbroadcast
+
+__all__ = ["matmul", "mm", "bmm", "linear", "outer", "dot"]
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        return self.xp.matmul(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = unbroadcast(matmul(gy, b.mT), a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(matmul(a.mT, gy), b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+def matmul(input, other):
+    """``input @ other``: 1-D operands are promoted (a row or a column) and the added dim removed;
+    leading dims broadcast."""
+    from .shape import squeeze, unsqueeze
+    if input.ndim == 0 or other.ndim == 0:
+        raise ValueError("matmul: both arguments need at least one dimension")
+    a = unsqueeze(input, 0) if input.ndim == 1 else input
+    b = unsqueeze(other, -1) if other.ndim == 1 else other
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: shapes {tuple(input.shape)} and {tuple(other.shape)} cannot "
+                         f"be multiplied ({a.shape[-1]} != {b.shape[-2]})")
+    out = MatMul.apply(a, b)
+    if other.ndim == 1:
+        out = squeeze(out, -1)
+    if input.ndim == 1:
+        out = squeeze(out, -2 if other.ndim > 1 else -1)
+    return out
+
+
+def mm(input, mat2):
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ValueError(f"mm: expects 2-D tensors, got {input.ndim}-D and {mat2.ndim}-D")
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise ValueError(f"bmm: expects 3-D tensors, got {input.ndim}-D and {mat2.ndim}-D")
+    return matmul(input, mat2)
+
+
+def outer(input, vec2):
+    return matmul(input.reshape(-1, 1), vec2.reshape(1, -1))
+
+
+def dot(input, other):
+    return (input * other).sum()
+
+
+def linear(input, weight, bias=None):
+    """y = x Wᵀ + b, with W of shape (out_features, in_features); leading dims are flattened
+    into one batch dim so the weight gradient is a single GEMM."""
+    if input.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"linear: input has {input.shape[-1]} features (shape "
+                         f"{tuple(input.shape)}) but the weight expects {weight.shape[-1]} "
+                         f"(shape {tuple(weight.shape)})")
+    lead = input.shape[:-1]
+    x = input.reshape(-1, input.shape[-1]) if input.ndim != 2 else input
+    y = matmul(x, weight.t())
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*lead, weight.shape[0]) if input.ndim != 2 else y

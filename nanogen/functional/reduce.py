@@ -1,0 +1,312 @@
+"""Reductions: sum, mean, var/std, max/min (with indices), amax/amin, logsumexp, and sum_to.
+
+The adjoint pair at the heart of broadcasting lives here: ``sum_to`` (sum a tensor down to a
+shape) and ``broadcast_to`` (its backward, in shape.py) differentiate into each other.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import normalize_dim, normalize_dims
+
+__all__ = ["sum", "mean", "var", "std", "var_mean", "std_mean", "max", "min", "amax", "amin",
+           "argmax", "argmin", "logsumexp", "prod", "sum_to", "all", "any", "norm", "cumsum",
+           "sort", "argsort", "topk"]
+
+
+def _keepdim_shape(shape, axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+class Sum(Function):
+    """y = Σ_axes x;  the gradient is gy broadcast back over the summed axes."""
+
+    def forward(self, x):
+        return x.sum(axis=self.axes, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        from .shape import broadcast_to, reshape
+        x = self.inputs[0]
+        if not self.keepdim:
+            gy = reshape(gy, _keepdim_shape(x.shape, self.axes))
+        return broadcast_to(gy, x.shape)
+
+
+class SumTo(Function):
+    """Sum ``x`` down to ``shape`` (undo broadcasting); backward broadcasts back."""
+
+    def forward(self, x):
+        lead = x.ndim - len(self.shape)
+        axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(self.shape)
+                                          if s == 1 and x.shape[i + lead] != 1)
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(self.shape)
+
+    def backward(self, gy):
+        from .shape import broadcast_to
+        return broadcast_to(gy, self.inputs[0].shape)
+
+
+def sum_to(input, shape):
+    shape = tuple(shape)
+    if tuple(input.shape) == shape:
+        return input
+    return SumTo.apply(input, shape=shape)
+
+
+def sum(input, dim=None, keepdim=False, dtype=None):
+    """Sum over ``dim`` (an int, a tuple, or None for all)."""
+    axes = normalize_dims(dim, input.ndim, "sum")
+    if dtype is not None:
+        input = input.to(dtype)
+    if input.data.dtype.kind == "b":
+        input = input.long()
+    return Sum.apply(input, axes=axes, keepdim=keepdim)
+
+
+def _count(input, axes):
+    n = 1
+    for a in axes:
+        n *= input.shape[a]
+    return n
+
+
+def mean(input, dim=None, keepdim=False, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    if input.data.dtype.kind != "f":
+        raise TypeError(f"mean: needs a floating tensor, got {input.dtype} (use .float())")
+    axes = normalize_dims(dim, input.ndim, "mean")
+    return sum(input, axes, keepdim) * (1.0 / builtins.max(_count(input, axes), 1))
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    """Σ (x - mean)² / (n - correction); ``unbiased=True`` (default) is correction 1."""
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    elif unbiased is not None:
+        raise ValueError("var: give unbiased or correction, not both")
+    axes = normalize_dims(dim, input.ndim, "var")
+    n = _count(input, axes)
+    centred = input - mean(input, axes, keepdim=True)
+    dof = n - correction
+    return sum(centred * centred, axes, keepdim) * (1.0 / dof if dof > 0 else float("nan"))
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    from .elementwise import sqrt
+    return sqrt(var(input, dim, unbiased, keepdim, correction))
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    return (var(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim))
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, correction=None):
+    return (std(input, dim, unbiased, keepdim, correction), mean(input, dim, keepdim))
+
+
+class _SelectMask(Function):
+    """Reduce by picking entries: y = Σ_axes mask ⊙ x with a constant 0/1 (or 1/ties) mask.
+
+    Used for max/min along a dim (mask: one-hot at the index returned) and amax/amin (mask
+    spreads evenly over ties).  Backward is gy broadcast times the mask, itself differentiable.
+    """
+
+    def forward(self, x):
+        return self.values
+
+    def backward(self, gy):
+        from .shape import broadcast_to, reshape
+        x = self.inputs[0]
+        if not self.keepdim:
+            gy = reshape(gy, _keepdim_shape(x.shape, self.axes))
+        return broadcast_to(gy, x.shape) * Tensor._make(self.mask, gy._device)
+
+
+def _amax_amin(input, dim, keepdim, largest, name):
+    axes = normalize_dims(dim, input.ndim, name)
+    if input.numel() == 0:
+        raise RuntimeError(f"{name}: the tensor is empty")
+    x = input.data
+    xp = input._xp()
+    v = x.max(axis=axes, keepdims=True) if largest else x.min(axis=axes, keepdims=True)
+    mask = None
+    if input.requires_grad:
+        hit = (x == v)
+        mask = (hit / hit.sum(axis=axes, keepdims=True)).astype(x.dtype)
+    values = v if keepdim else v.reshape([s for i, s in enumerate(x.shape) if i not in axes])
+    return _SelectMask.apply(input, values=xp.ascontiguousarray(values), mask=mask, axes=axes,
+                             keepdim=keepdim)
+
+
+def amax(input, dim=None, keepdim=False):
+    """Largest value over ``dim``; ties share the gradient evenly."""
+    return _amax_amin(input, dim, keepdim, True, "amax")
+
+
+def amin(input, dim=None, keepdim=False):
+    return _amax_amin(input, dim, keepdim, False, "amin")
+
+
+def _max_min(input, dim, keepdim, largest, name):
+    from collections import namedtuple
+    if isinstance(dim, Tensor):   # torch.max(a, b) is elementwise
+        from .elementwise import maximum, minimum
+        return (maximum if largest else minimum)(input, dim)
+    if dim is None:
+        return _amax_amin(input, None, False, largest, name)
+    d = normalize_dim(dim, input.ndim, name)
+    if input.ndim == 0:
+        return _ValuesIndices(input, Tensor._make(input._xp().zeros((), np.int64), input._device))
+    xp = input._xp()
+    x = input.data
+    idx = x.argmax(axis=d) if largest else x.argmin(axis=d)
+    idx_k = xp.expand_dims(idx, d)
+    values = xp.take_along_axis(x, idx_k, axis=d)
+    mask = None
+    if input.requires_grad:
+        mask = xp.zeros(x.shape, dtype=x.dtype)
+        xp.put_along_axis(mask, idx_k, 1, axis=d)
+    if not keepdim:
+        values = values.squeeze(d)
+    out = _SelectMask.apply(input, values=values, mask=mask, axes=(d,), keepdim=keepdim)
+    return _ValuesIndices(out, Tensor._make(idx_k if keepdim else idx, input._device))
+
+
+class _ValuesIndices(tuple):
+    """``(values, indices)`` with names, as returned by ``max(dim=...)``."""
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+
+def max(input, dim=None, keepdim=False):
+    """``max(x)``: the largest value; ``max(x, dim)``: ``(values, indices)``; ``max(a, b)``:
+    elementwise maximum."""
+    return _max_min(input, dim, keepdim, True, "max")
+
+
+def min(input, dim=None, keepdim=False):
+    return _max_min(input, dim, keepdim, False, "min")
+
+
+def argmax(input, dim=None, keepdim=False):
+    x = input.data
+    if dim is None:
+        return Tensor._make(input._xp().asarray(x.argmax()), input._device)
+    d = normalize_dim(dim, input.ndim, "argmax")
+    r = x.argmax(axis=d)
+    return Tensor._make(input._xp().expand_dims(r, d) if keepdim else r, input._device)
+
+
+def argmin(input, dim=None, keepdim=False):
+    x = input.data
+    if dim is None:
+        return Tensor._make(input._xp().asarray(x.argmin()), input._device)
+    d = normalize_dim(dim, input.ndim, "argmin")
+    r = x.argmin(axis=d)
+    return Tensor._make(input._xp().expand_dims(r, d) if keepdim else r, input._device)
+
+
+class LogSumExp(Function):
+    """y = log Σ exp x = m + log Σ exp(x - m) with m = max x;  dy/dx = exp(x - y) = softmax x."""
+
+    keep_output = True
+
+    def forward(self, x):
+        xp = self.xp
+        m = x.max(axis=self.axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        y = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        return y if self.keepdim else y.reshape([s for i, s in enumerate(x.shape)
+                                                 if i not in self.axes])
+
+    def backward(self, gy):
+        from .elementwise import exp
+        from .shape import reshape
+        x = self.inputs[0]
+        y = self.output
+        if not self.keepdim:
+            shape = _keepdim_shape(x.shape, self.axes)
+            gy, y = reshape(gy, shape), reshape(y, shape)
+        return gy * exp(x - y)
+
+
+def logsumexp(input, dim=None, keepdim=False):
+    return LogSumExp.apply(input, axes=normalize_dims(dim, input.ndim, "logsumexp"),
+                           keepdim=keepdim)
+
+
+def prod(input, dim=None, keepdim=False):
+    """Product over ``dim``, computed as exp Σ log|x| with signs (differentiable when x ≠ 0)."""
+    from .elementwise import abs as abs_, exp, log
+    axes = normalize_dims(dim, input.ndim, "prod")
+    sign = Tensor._make(input._xp().sign(input.data).prod(axis=axes, keepdims=keepdim),
+                        input._device)
+    return exp(sum(log(abs_(input)), axes, keepdim)) * sign
+
+
+def all(input, dim=None, keepdim=False):
+    axes = normalize_dims(dim, input.ndim, "all")
+    return Tensor._make(input.data.astype(bool).all(axis=axes, keepdims=keepdim), input._device)
+
+
+def any(input, dim=None, keepdim=False):
+    axes = normalize_dims(dim, input.ndim, "any")
+    return Tensor._make(input.data.astype(bool).any(axis=axes, keepdims=keepdim), input._device)
+
+
+def norm(input, p=2, dim=None, keepdim=False):
+    """The p-norm over ``dim`` (all elements by default): (Σ |x|^p)^(1/p)."""
+    from .elementwise import abs as abs_, sqrt
+    if p == 2 or p == "fro":
+        return sqrt(sum(input * input, dim, keepdim))
+    if p == float("inf"):
+        return amax(abs_(input), dim, keepdim)
+    if p == 1:
+        return sum(abs_(input), dim, keepdim)
+    return sum(abs_(input) ** p, dim, keepdim) ** (1.0 / p)
+
+
+class CumSum(Function):
+    def forward(self, x):
+        return self.xp.cumsum(x, axis=self.axis)
+
+    def backward(self, gy):
+        from .shape import flip
+        return flip(cumsum(flip(gy, (self.axis,)), self.axis), (self.axis,))
+
+
+def cumsum(input, dim):
+    return CumSum.apply(input, axis=normalize_dim(dim, input.ndim, "cumsum"))
+
+
+def sort(input, dim=-1, descending=False):
+    """``(values, indices)`` sorted along ``dim``; values are differentiable (a gather)."""
+    from .indexing import gather
+    d = normalize_dim(dim, input.ndim, "sort")
+    xp = input._xp()
+    idx = xp.argsort(-input.data if descending else input.data, axis=d, kind="stable")
+    idx_t = Tensor._make(idx, input._device)
+    return _ValuesIndices(gather(input, d, idx_t), idx_t)
+
+
+def argsort(input, dim=-1, descending=False):
+    return sort(input, dim, descending)[1]
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    from .indexing import gather
+    values, idx = sort(input, dim, descending=largest)
+    d = normalize_dim(dim, input.ndim, "topk")
+    sl = (slice(None),) * d + (slice(0, k),)
+    idx_k = Tensor._make(idx.data[sl], input._device)
+    return _ValuesIndices(gather(input, d, idx_k), idx_k)

@@ -1,0 +1,86 @@
+"""The global random number generator behind ``ng.rand``, ``ng.randn``, dropout and sampling.
+
+``ng.manual_seed(s)`` reseeds it; ``get_rng_state`` / ``set_rng_state`` capture and restore it
+exactly (checkpoints use them so that a resumed run draws the same numbers as an unbroken one).
+CPU tensors and the simulated GPU draw from a NumPy PCG64 generator; a real GPU draws from a
+CuPy generator seeded from the same seed.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from . import backend
+
+__all__ = ["manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_state", "generator",
+           "draw"]
+
+_seed = 0
+_cpu = np.random.Generator(np.random.PCG64(_seed))
+_gpu = None
+
+
+def manual_seed(seed: int):
+    """Seed every generator nanogen uses (CPU and GPU)."""
+    global _seed, _cpu, _gpu
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"manual_seed needs a non-negative seed, got {seed}")
+    _seed = seed
+    _cpu = np.random.Generator(np.random.PCG64(seed))
+    _gpu = None
+
+
+def seed() -> int:
+    """Seed from the OS's entropy and return the seed used."""
+    s = int(np.random.SeedSequence().entropy % (2 ** 63))
+    manual_seed(s)
+    return s
+
+
+def initial_seed() -> int:
+    return _seed
+
+
+def generator(device="cpu"):
+    """The generator that draws for ``device`` (``numpy`` or ``cupy`` ``Generator``)."""
+    global _gpu
+    xp = backend.array_module(device)
+    if xp is np:
+        return _cpu
+    if _gpu is None:
+        _gpu = xp.random.default_rng(_seed)
+    return _gpu
+
+
+def get_rng_state():
+    """The CPU generator's state as a uint8 tensor (JSON bytes), like ``torch.get_rng_state``."""
+    from .tensor import Tensor
+    blob = json.dumps(_cpu.bit_generator.state).encode()
+    return Tensor(np.frombuffer(blob, dtype=np.uint8).copy())
+
+
+def set_rng_state(state):
+    """Restore a state returned by :func:`get_rng_state`."""
+    arr = np.asarray(state.numpy() if hasattr(state, "numpy") else state, dtype=np.uint8)
+    try:
+        st = json.loads(arr.tobytes().decode())
+        _cpu.bit_generator.state = st
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"set_rng_state: not a state made by get_rng_state ({e})") from None
+
+
+def draw(kind, shape, dtype, device, **kw):
+    """One array of random numbers on ``device``: kind is 'uniform', 'normal' or 'integers'."""
+    g = generator(device)
+    if kind == "uniform":
+        arr = g.random(shape, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32)
+    elif kind == "normal":
+        arr = g.standard_normal(shape, dtype=np.float64 if np.dtype(dtype) == np.float64
+                                else np.float32)
+    elif kind == "integers":
+        arr = g.integers(kw["low"], kw["high"], size=shape)
+    else:
+        raise ValueError(kind)
+    return arr.astype(dtype, copy=False)

@@ -1,0 +1,34 @@
+"""nanogen: a from-scratch deep-learning engine and the classic generative models built on it."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="nanogen",
+    version="0.1.0",
+    description="A from-scratch deep-learning engine (NumPy / CuPy + Numba-CUDA) and the classic "
+                "generative models built on it",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # kernels/ is a top-level folder of the repository, installed as nanogen.kernels
+    packages=find_packages(include=["nanogen", "nanogen.*"]) + ["nanogen.kernels"],
+    package_dir={"nanogen.kernels": "kernels"},
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "numba>=0.59",
+        "numba-cuda>=0.20",
+        "matplotlib>=3.7",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "cuda": ["cupy-cuda12x>=13"],
+        "test": ["pytest>=7", "hypothesis>=6.80"],
+    },
+    entry_points={},
+    classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],
+)

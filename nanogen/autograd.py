@@ -33,6 +33,7 @@ __all__ = ["Function", "backward", "grad", "no_grad", "enable_grad", "set_grad_e
            "is_grad_enabled"]
 
 _grad_enabled = True
+Tensor = None   # the Tensor class; nanogen.tensor sets it (tensor.py imports this module)
 
 
 def is_grad_enabled() -> bool:
@@ -125,7 +126,6 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
-        from .tensor import Tensor
         fn = cls(**params)
         first = inputs[0]
         dev = first._device
@@ -138,7 +138,7 @@ class Function:
                 raise TypeError(f"{cls.op_name()}: dtype mismatch: argument 1 is {dtype}, "
                                 f"argument {i} is {t.data.dtype}; convert one with "
                                 f".float() / .double() / .to(dtype)")
-        needs = _grad_enabled and any(t.requires_grad for t in inputs)
+        needs = _grad_enabled and any(t._requires_grad for t in inputs)
         fn.device = dev
         fn.xp = backend.array_module(dev)
         fn.requires_grad = needs
@@ -166,7 +166,6 @@ class Function:
     @property
     def output(self):
         """The output as a Tensor on the graph (needs ``keep_output = True``)."""
-        from .tensor import Tensor
         if "_out" not in self.__dict__:
             if self.__dict__.get("_released"):
                 raise RuntimeError(_FREED)
@@ -330,7 +329,6 @@ def _reverse_topological(consumers):
 def _accumulate_leaf(t, g, create_graph):
     """``t.grad += g``.  Without create_graph the stored gradient owns its array, so in-place
     edits of ``.grad`` (clipping, zeroing) never reach another tensor's gradient."""
-    from .tensor import Tensor
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
     elif t.grad is None:
@@ -342,7 +340,6 @@ def _accumulate_leaf(t, g, create_graph):
 
 
 def _normalize_grads(outputs, grad_outputs):
-    from .tensor import Tensor
     gs = []
     for o, g in zip(outputs, grad_outputs):
         if g is None:

@@ -106,7 +106,8 @@ def device(name) -> Device:
 
 def array_module(dev):
     """The array module (``numpy`` or ``cupy``) that holds arrays of device ``dev``."""
-    if Device(dev).type == "cpu" or is_cuda_simulator():
+    kind = dev.type if isinstance(dev, Device) else Device(dev).type
+    if kind == "cpu" or is_cuda_simulator():
         return np
     cp = _cupy()
     if cp is None:

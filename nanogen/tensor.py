@@ -355,6 +355,9 @@ class Tensor:
         return self / other
 
 
+autograd.Tensor = Tensor
+
+
 def _install_methods():
     """Bind operators and methods to the functions of nanogen.functional (one source of truth)."""
     from . import functional as F

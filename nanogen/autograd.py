@@ -336,7 +336,11 @@ def _accumulate_leaf(t, g, create_graph):
     else:
         if t.grad.requires_grad:
             t.grad = t.grad.detach()
-        t.grad.data = t.grad.data + g.data
+        acc = t.grad.data
+        if getattr(acc, "flags", None) is not None and acc.flags.writeable and acc.ndim:
+            t._xp().add(acc, g.data, out=acc)
+        else:
+            t.grad.data = t._xp().asarray(acc + g.data)
 
 
 def _normalize_grads(outputs, grad_outputs):

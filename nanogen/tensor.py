@@ -53,6 +53,8 @@ def _infer_array(data, dtype, xp):
         arr = data.data
     elif isinstance(data, np.ndarray) or type(data).__module__.startswith("cupy"):
         arr = data
+    elif isinstance(data, np.generic):      # a NumPy scalar keeps its dtype
+        arr = np.asarray(data)
     else:
         if isinstance(data, (list, tuple)):
             data = _detensor(data)

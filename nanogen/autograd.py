@@ -332,7 +332,7 @@ def _accumulate_leaf(t, g, create_graph):
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
     elif t.grad is None:
-        t.grad = Tensor._make(t._xp().array(g.data, copy=True), t._device)
+        t.grad = Tensor._make(t._xp().array(g.data, copy=True, order="C"), t._device)
     else:
         if t.grad.requires_grad:
             t.grad = t.grad.detach()

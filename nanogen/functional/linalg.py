@@ -62,6 +62,28 @@ def dot(input, other):
     return (input * other).sum()
 
 
+class Linear(Function):
+    """y = x Wᵀ + b for x of shape (N, in) and W of shape (out, in).
+
+    dL/dx = gy W,  dL/dW = gyᵀ x,  dL/db = Σ_n gy -- each computed directly in the layout of
+    its input (a matmul through ``W.t()`` would hand W a transposed gradient to copy)."""
+
+    def forward(self, x, w, *b):
+        y = self.xp.matmul(x, w.T)
+        if b:
+            y += b[0]
+        return y
+
+    def backward(self, gy):
+        x, w = self.inputs[:2]
+        gx = matmul(gy, w) if self.needs_input_grad[0] else None
+        gw = matmul(gy.mT, x) if self.needs_input_grad[1] else None
+        if len(self.inputs) == 2:
+            return gx, gw
+        gb = gy.sum(0) if self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
 def linear(input, weight, bias=None):
     """y = x Wᵀ + b, with W of shape (out_features, in_features); leading dims are flattened
     into one batch dim so the weight gradient is a single GEMM."""
@@ -69,9 +91,11 @@ def linear(input, weight, bias=None):
         raise ValueError(f"linear: input has {input.shape[-1]} features (shape "
                          f"{tuple(input.shape)}) but the weight expects {weight.shape[-1]} "
                          f"(shape {tuple(weight.shape)})")
+    if weight.ndim != 2 or (bias is not None and tuple(bias.shape) != (weight.shape[0],)):
+        raise ValueError(f"linear: weight must be (out, in) and bias (out,), got "
+                         f"{tuple(weight.shape)} and "
+                         f"{None if bias is None else tuple(bias.shape)}")
     lead = input.shape[:-1]
     x = input.reshape(-1, input.shape[-1]) if input.ndim != 2 else input
-    y = matmul(x, weight.t())
-    if bias is not None:
-        y = y + bias
+    y = Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
     return y.reshape(*lead, weight.shape[0]) if input.ndim != 2 else y

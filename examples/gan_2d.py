@@ -9,7 +9,7 @@ Both players are MLPs trained with Adam.  The script writes a PNG of real points
 samples, and reports how many of the 8 modes the generator covers and the share of samples
 within 3σ of a mode.
 
-    python examples/gan_2d.py --steps 2000 --out gan_2d.png
+    python examples/gan_2d.py --out gan_2d.png
 """
 import argparse
 import math
@@ -52,7 +52,7 @@ def mlp(sizes, act):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)

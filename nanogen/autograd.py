@@ -41,36 +41,9 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-class set_grad_enabled:
-    """Switch recording on or off: as a function call, a context manager or a decorator."""
-
-    def __init__(self, mode: bool):
-        global _grad_enabled
-        self.prev = _grad_enabled
-        self.mode = bool(mode)
-        _grad_enabled = self.mode
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self.prev
-        return False
-
-    def __call__(self, fn):
-        mode = self.mode
-        global _grad_enabled
-        _grad_enabled = self.prev   # used as a decorator: undo the switch made by __init__
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-        return wrapper
-
-
 class _GradMode:
+    """Sets grad mode to ``self.mode`` inside a ``with`` block, or around a decorated function."""
+
     mode = True
 
     def __enter__(self):
@@ -92,6 +65,25 @@ class _GradMode:
             with set_grad_enabled(mode):
                 return fn(*args, **kwargs)
         return wrapper
+
+
+class set_grad_enabled(_GradMode):
+    """Switch recording on or off: as a plain call (takes effect at once), a context manager
+    (restores the previous mode on exit) or a decorator."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self.mode = bool(mode)
+        self.prev = _grad_enabled
+        _grad_enabled = self.mode       # a plain call switches immediately, as in PyTorch
+
+    def __enter__(self):
+        return self                     # already switched by __init__; __exit__ restores
+
+    def __call__(self, fn):
+        global _grad_enabled
+        _grad_enabled = self.prev       # used as a decorator: undo the switch made by __init__
+        return super().__call__(fn)
 
 
 class no_grad(_GradMode):

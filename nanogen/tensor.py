@@ -317,13 +317,18 @@ class Tensor:
             raise RuntimeError("in-place assignment to a tensor that requires grad would "
                                "corrupt its gradient: assign under ng.no_grad() or to a "
                                "tensor without requires_grad")
-        from .functional.indexing import _convert_index
+        from .functional.indexing import _convert_index, _is_advanced, _is_int, _split_scalars
         if isinstance(value, Tensor):
             if value._device != self._device:
                 raise RuntimeError(f"setitem: device mismatch: the tensor is on {self._device}, "
                                    f"the value on {value._device}")
             value = value.data
-        self.data[_convert_index(index)] = value
+        idx = _convert_index(index)
+        if _is_advanced(idx) and any(_is_int(p) for p in idx):
+            first, rest = _split_scalars(idx)      # PyTorch's placement, as in reading
+            self.data[first][rest] = value         # data[first] is a view: ints and slices only
+        else:
+            self.data[idx] = value
 
     def fill_(self, value):
         self[...] = value

@@ -65,8 +65,9 @@ def unbroadcast(g: Tensor, shape) -> Tensor:
 def normalize_dim(dim, ndim: int, op: str = "op") -> int:
     if dim is None:
         return None
-    d = dim + ndim if dim < 0 else dim
-    if not 0 <= d < max(ndim, 1):
+    n = max(ndim, 1)        # a 0-d tensor accepts dim 0 and -1, as in PyTorch
+    d = dim + n if dim < 0 else dim
+    if not 0 <= d < n:
         raise IndexError(f"{op}: dimension {dim} is out of range for a tensor with {ndim} "
                          f"dimensions")
     return d
@@ -80,8 +81,9 @@ def normalize_dims(dim, ndim: int, op: str = "op"):
         axes = tuple(sorted({normalize_dim(d, ndim, op) for d in dim}))
         if len(axes) != len(dim):
             raise ValueError(f"{op}: dimension repeated in {tuple(dim)}")
-        return axes
-    return (normalize_dim(dim, ndim, op),)
+    else:
+        axes = (normalize_dim(dim, ndim, op),)
+    return axes if ndim else ()     # a 0-d tensor's one "dim" is no axis of its array
 
 
 def parse_shape(args, op="op"):

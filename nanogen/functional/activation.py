@@ -23,12 +23,16 @@ class _MaskedLinear(Function):
     """y = x · slope(x) where slope is 1 for x > 0 and ``negative_slope`` elsewhere."""
 
     def forward(self, x):
+        xp, one = self.xp, x.dtype.type(1)
         pos = x > 0
-        if self.requires_grad:
-            self.mask = self.xp.where(pos, 1.0, self.negative_slope).astype(x.dtype)
         if self.negative_slope == 0.0:
-            return self.xp.maximum(x, 0)
-        return self.xp.where(pos, x, x * x.dtype.type(self.negative_slope))
+            if self.requires_grad:
+                self.mask = pos.astype(x.dtype)
+            return xp.maximum(x, 0, dtype=x.dtype)
+        slope = xp.where(pos, one, x.dtype.type(self.negative_slope))
+        if self.requires_grad:
+            self.mask = slope
+        return x * slope
 
     def backward(self, gy):
         return gy * Tensor._make(self.mask, gy._device)
@@ -47,8 +51,21 @@ def relu6(input, inplace=False):
     return hardtanh(input, 0.0, 6.0)
 
 
+class Hardtanh(Function):
+    """clamp(x, lo, hi) with PyTorch's hardtanh gradient: 1 strictly inside (lo, hi), 0 at and
+    beyond the bounds -- so relu6'(0) = relu'(0) = 0 (clamp, by contrast, passes it at a bound)."""
+
+    def forward(self, x):
+        if self.requires_grad:
+            self.mask = ((x > self.min_val) & (x < self.max_val)).astype(x.dtype)
+        return self.xp.clip(x, self.min_val, self.max_val).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        return gy * Tensor._make(self.mask, gy._device)
+
+
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return clamp(input, min_val, max_val)
+    return Hardtanh.apply(input, min_val=float(min_val), max_val=float(max_val))
 
 
 def elu(input, alpha=1.0, inplace=False):

@@ -358,11 +358,15 @@ def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # min(max(x, lo), hi) with PyTorch's gradient: all of it to x where lo <= x <= hi (ties
+        # included, unlike maximum's even split), to a bound where that bound is the output
         out = input
         if min is not None:
-            out = maximum(out, as_tensor_like(min, input))
+            lo = as_tensor_like(min, input)
+            out = where(lt(out, lo), lo, out)
         if max is not None:
-            out = minimum(out, as_tensor_like(max, input))
+            hi = as_tensor_like(max, input)
+            out = where(gt(out, hi), hi, out)
         return out
     return Clamp.apply(input, min=min, max=max)
 

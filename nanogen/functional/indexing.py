@@ -63,7 +63,8 @@ class Index(Function):
     """y = x[idx]; backward puts gy into zeros shaped like x at idx (adding repeats)."""
 
     def forward(self, x):
-        return self.xp.ascontiguousarray(x[self.idx]) if self.advanced else x[self.idx]
+        # advanced indexing copies; order="C" (not ascontiguousarray) keeps a 0-d result 0-d
+        return self.xp.asarray(x[self.idx], order="C") if self.advanced else x[self.idx]
 
     def backward(self, gy):
         x = self.inputs[0]
@@ -86,11 +87,41 @@ class IndexPut(Function):
         return Index.apply(gy, idx=self.idx, advanced=self.advanced)
 
 
+def _is_int(p):
+    return isinstance(p, (int, np.integer)) and not isinstance(p, bool)
+
+
+def _split_scalars(idx):
+    """PyTorch applies integer scalars as plain selects *before* the advanced part, while NumPy
+    counts them among the advanced indices, which can move where the advanced dims land
+    (``x[None, arr, :, 0]`` is (1, n, ...) in PyTorch, (n, 1, ...) in NumPy).  So
+    ``x[idx]`` = ``x[first][rest]``: ``first`` takes the ints (and inserts the Nones), ``rest``
+    the slices and arrays."""
+    first, rest = [], []
+    for p in idx:
+        if _is_int(p):
+            first.append(p)
+        elif p is None:
+            first.append(None)
+            rest.append(slice(None))
+        elif p is Ellipsis:
+            first.append(Ellipsis)
+            rest.append(Ellipsis)
+        else:       # a slice, an integer array, or a boolean mask spanning mask.ndim dims
+            n = p.ndim if getattr(p, "dtype", None) == bool else 1
+            first.extend([slice(None)] * n)
+            rest.append(p)
+    return tuple(first), tuple(rest)
+
+
 def index(input, idx):
-    """``input[idx]`` with autograd."""
+    """``input[idx]`` with autograd, with PyTorch's placement of advanced-index dims."""
     idx = _convert_index(idx)
     xp = input._xp()
     idx = tuple(xp.asarray(p) if isinstance(p, np.ndarray) and xp is not np else p for p in idx)
+    if _is_advanced(idx) and any(_is_int(p) for p in idx):
+        first, rest = _split_scalars(idx)
+        return index(index(input, first), rest)
     try:
         if not (input.requires_grad and is_grad_enabled()):
             return Tensor._make(input.data[idx], input._device)
@@ -101,10 +132,13 @@ def index(input, idx):
 
 
 class Gather(Function):
-    """y[i][j][k] = x[i][index[i][j][k]][k] (dim = 1);  backward is scatter_add."""
+    """y[i][j][k] = x[i][index[i][j][k]][k] (dim = 1);  backward is scatter_add.
+    Off ``dim`` the index may be smaller than x (as in PyTorch): only its leading block is read."""
 
     def forward(self, x):
-        return self.xp.take_along_axis(x, self.index, axis=self.axis)
+        block = tuple(slice(None) if a == self.axis else slice(0, s)
+                      for a, s in enumerate(self.index.shape))
+        return self.xp.take_along_axis(x[block], self.index, axis=self.axis)
 
     def backward(self, gy):
         return ScatterAdd.apply(gy, index=self.index, axis=self.axis,
@@ -134,11 +168,21 @@ def _check_index_tensor(index, input, op):
                            f"{index._device}")
 
 
+def _check_index_shape(index, input, d, op, src=None):
+    """PyTorch's rule: index.size(k) <= input.size(k) for k != dim (and <= src.size(k) for all k)."""
+    if index.ndim != input.ndim:
+        raise ValueError(f"{op}: index has {index.ndim} dims, input has {input.ndim}")
+    if any(i > s for k, (i, s) in enumerate(zip(index.shape, input.shape)) if k != d) or (
+            src is not None and any(i > s for i, s in zip(index.shape, src.shape))):
+        raise ValueError(f"{op}: index of shape {tuple(index.shape)} is larger than input of "
+                         f"shape {tuple(input.shape)} outside dimension {d}"
+                         + ("" if src is None else f" (or than src {tuple(src.shape)})"))
+
+
 def gather(input, dim, index):
     _check_index_tensor(index, input, "gather")
     d = normalize_dim(dim, input.ndim, "gather")
-    if index.ndim != input.ndim:
-        raise ValueError(f"gather: index has {index.ndim} dims, input has {input.ndim}")
+    _check_index_shape(index, input, d, "gather")
     return Gather.apply(input, index=index.data, axis=d)
 
 
@@ -146,6 +190,7 @@ def scatter_add(input, dim, index, src):
     """``input`` plus ``src`` added at ``index`` along ``dim`` (out-of-place)."""
     _check_index_tensor(index, input, "scatter_add")
     d = normalize_dim(dim, input.ndim, "scatter_add")
+    _check_index_shape(index, input, d, "scatter_add", src)
     src = src[tuple(slice(0, s) for s in index.shape)]
     return input + ScatterAdd.apply(src, index=index.data, axis=d, shape=input.shape)
 

@@ -104,8 +104,12 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
         raise TypeError("nll_loss: target must be an integer tensor of class indices")
     if input.ndim < 1:
         raise ValueError("nll_loss: input needs a class dimension")
-    if input.ndim == 1:
-        input, target = input.unsqueeze(0), target.reshape(1)
+    if input.ndim == 1:         # one unbatched sample: 'none' gives a 0-d loss, as in PyTorch
+        if tuple(target.shape) != ():
+            raise ValueError(f"nll_loss: an unbatched input of shape {tuple(input.shape)} needs "
+                             f"a 0-d target, got shape {tuple(target.shape)}")
+        loss = nll_loss(input.unsqueeze(0), target.reshape(1), weight, ignore_index, reduction)
+        return loss.reshape(()) if reduction == "none" else loss
     n, c = input.shape[0], input.shape[1]
     expected = (n,) + tuple(input.shape[2:])
     if tuple(target.shape) != expected:
@@ -164,7 +168,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             denom = float(valid.data.sum())
         smooth = smooth.sum() / denom
     else:
-        smooth = _reduce(smooth, reduction, "cross_entropy")
+        smooth = _reduce(smooth, reduction, "cross_entropy").reshape(nll.shape)
     return nll * (1.0 - label_smoothing) + smooth * (label_smoothing / c)
 
 

@@ -140,7 +140,7 @@ def _amax_amin(input, dim, keepdim, largest, name):
         hit = (x == v)
         mask = (hit / hit.sum(axis=axes, keepdims=True)).astype(x.dtype)
     values = v if keepdim else v.reshape([s for i, s in enumerate(x.shape) if i not in axes])
-    return _SelectMask.apply(input, values=xp.ascontiguousarray(values), mask=mask, axes=axes,
+    return _SelectMask.apply(input, values=xp.asarray(values, order="C"), mask=mask, axes=axes,
                              keepdim=keepdim)
 
 
@@ -198,22 +198,23 @@ def min(input, dim=None, keepdim=False):
     return _max_min(input, dim, keepdim, False, "min")
 
 
-def argmax(input, dim=None, keepdim=False):
+def _arg_extreme(input, dim, keepdim, largest, name):
     x = input.data
+    pick = x.argmax if largest else x.argmin
     if dim is None:
-        return Tensor._make(input._xp().asarray(x.argmax()), input._device)
-    d = normalize_dim(dim, input.ndim, "argmax")
-    r = x.argmax(axis=d)
+        return Tensor._make(input._xp().asarray(pick()), input._device)
+    d = normalize_dim(dim, input.ndim, name)
+    r = pick(axis=d)
     return Tensor._make(input._xp().expand_dims(r, d) if keepdim else r, input._device)
+
+
+def argmax(input, dim=None, keepdim=False):
+    """Index of the largest value (of the flattened tensor when ``dim`` is None)."""
+    return _arg_extreme(input, dim, keepdim, True, "argmax")
 
 
 def argmin(input, dim=None, keepdim=False):
-    x = input.data
-    if dim is None:
-        return Tensor._make(input._xp().asarray(x.argmin()), input._device)
-    d = normalize_dim(dim, input.ndim, "argmin")
-    r = x.argmin(axis=d)
-    return Tensor._make(input._xp().expand_dims(r, d) if keepdim else r, input._device)
+    return _arg_extreme(input, dim, keepdim, False, "argmin")
 
 
 class LogSumExp(Function):
@@ -278,7 +279,7 @@ def norm(input, p=2, dim=None, keepdim=False):
 
 class CumSum(Function):
     def forward(self, x):
-        return self.xp.cumsum(x, axis=self.axis)
+        return self.xp.cumsum(x, axis=self.axis).reshape(x.shape)   # a 0-d x stays 0-d
 
     def backward(self, gy):
         from .shape import flip

@@ -266,7 +266,12 @@ def stack(tensors, dim=0):
 def narrow(input, dim, start, length):
     from .indexing import index
     d = normalize_dim(dim, input.ndim, "narrow")
-    return index(input, (slice(None),) * d + (slice(start, start + length),))
+    n = input.shape[d]
+    s = start + n if start < 0 else start      # a negative start counts from the end
+    if not 0 <= s <= n or length < 0 or s + length > n:
+        raise IndexError(f"narrow: start {start} and length {length} are out of range for "
+                         f"dimension {dim} of size {n}")
+    return index(input, (slice(None),) * d + (slice(s, s + length),))
 
 
 def split(input, split_size_or_sections, dim=0):

@@ -26,6 +26,7 @@ the graph free of reference cycles, so memory is released as soon as the last ou
 from __future__ import annotations
 
 import functools
+import sys
 
 from . import backend
 
@@ -318,21 +319,31 @@ def _reverse_topological(consumers):
     return order
 
 
+def _adoptable(arr) -> bool:
+    """True when ``arr`` is referenced by nothing but the one gradient Tensor being accumulated
+    (the 3 counts are that Tensor's slot, this call's argument and getrefcount's own), owns its
+    memory and is C-contiguous: then a leaf can take it as its ``.grad`` without a copy."""
+    return (getattr(arr, "base", 0) is None and arr.flags.c_contiguous and arr.flags.writeable
+            and sys.getrefcount(arr) <= 3)
+
+
 def _accumulate_leaf(t, g, create_graph):
-    """``t.grad += g``.  Without create_graph the stored gradient owns its array, so in-place
-    edits of ``.grad`` (clipping, zeroing) never reach another tensor's gradient."""
+    """``t.grad += g``.
+
+    Without create_graph the stored gradient never shares its array with another tensor, so
+    in-place edits of ``.grad`` (clipping, zeroing) cannot reach anyone else's values: a fresh,
+    unshared gradient array is adopted as is (as PyTorch's AccumulateGrad does), anything else is
+    copied into C order.  Later contributions are added out of place, because an adopted array
+    may still be read by the rest of this backward pass."""
     if create_graph:
         t.grad = g if t.grad is None else t.grad + g
     elif t.grad is None:
-        t.grad = Tensor._make(t._xp().array(g.data, copy=True, order="C"), t._device)
+        arr = g.data if _adoptable(g.data) else t._xp().array(g.data, copy=True, order="C")
+        t.grad = Tensor._make(arr, t._device)
     else:
         if t.grad.requires_grad:
             t.grad = t.grad.detach()
-        acc = t.grad.data
-        if getattr(acc, "flags", None) is not None and acc.flags.writeable and acc.ndim:
-            t._xp().add(acc, g.data, out=acc)
-        else:
-            t.grad.data = t._xp().asarray(acc + g.data)
+        t.grad.data = t._xp().asarray(t.grad.data + g.data)
 
 
 def _normalize_grads(outputs, grad_outputs):
@@ -346,6 +357,8 @@ def _normalize_grads(outputs, grad_outputs):
             g = Tensor._make(o._xp().ones(o.shape, dtype=o.data.dtype), o._device)
         elif not isinstance(g, Tensor):
             g = Tensor(g, dtype=o.dtype, device=o.device)
+        else:   # a second handle on the caller's array, so no leaf ever adopts it
+            g = Tensor._make(g.data, g._device)
         if g.shape != o.shape:
             raise RuntimeError(f"gradient of shape {tuple(g.shape)} given for an output of "
                                f"shape {tuple(o.shape)}")

@@ -259,3 +259,18 @@ def test_gradient_penalty_training_steps_match_torch():
             with torch.no_grad():
                 b -= 0.05 * b.grad
             b.grad = None
+
+
+def test_adopted_gradients_are_never_aliased():
+    # a leaf may adopt a fresh gradient array without copying; it must never share it with a
+    # caller's tensor or with another leaf, and later contributions must not corrupt the rest
+    # of the backward pass that still reads it
+    g_user = ng.tensor(np.array([1.0, 2.0]))
+    x = leaf([1.0, 2.0])
+    (x * 1.0).backward(g_user)
+    x.grad.data *= 10
+    assert g_user.tolist() == [1.0, 2.0]
+    y = leaf([3.0, 4.0])
+    h = y * 2.0
+    (h + y + y).sum().backward()        # gy goes to y twice and through h once
+    assert_close(y.grad, [4.0, 4.0])

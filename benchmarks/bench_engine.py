@@ -8,7 +8,7 @@ The ratio column is nanogen's step time over PyTorch's (lower is better).
 import numpy as np
 
 import nanogen as ng
-from common import report, time_step, try_torch
+from common import report, time_pair, try_torch
 
 
 def mlp(lib, sizes):
@@ -95,8 +95,7 @@ def main():
     rows = []
     for name, make in WORKLOADS:
         ng.manual_seed(0)
-        ours = time_step(make(ng))
-        theirs = time_step(make(torch)) if torch else None
+        ours, theirs = time_pair(make(ng), make(torch) if torch else None)
         rows.append((name, ours, theirs))
     report(rows)
 

@@ -16,6 +16,20 @@ def time_step(step, warmup=5, repeats=30):
     return statistics.median(times)
 
 
+def time_pair(step_a, step_b, rounds=3, warmup=3, repeats=20):
+    """Step times of two libraries, measured in alternating blocks (a, b, a, b, ...): each
+    library's figure is the best of its per-block medians, so a burst of load from elsewhere on
+    the machine does not land on one side only.  Blocks rather than single steps, because each
+    library's thread pool spins for a while after its work and would slow the other one down.
+    ``step_b`` may be None."""
+    best_a, best_b = float("inf"), float("inf")
+    for _ in range(rounds):
+        best_a = min(best_a, time_step(step_a, warmup, repeats))
+        if step_b is not None:
+            best_b = min(best_b, time_step(step_b, warmup, repeats))
+    return best_a, (best_b if step_b is not None else None)
+
+
 def try_torch(threads=None):
     """The torch module (CPU, with ``threads`` intra-op threads) or None when not installed."""
     try:

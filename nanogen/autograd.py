@@ -357,7 +357,7 @@ def _normalize_grads(outputs, grad_outputs):
             g = Tensor._make(o._xp().ones(o.shape, dtype=o.data.dtype), o._device)
         elif not isinstance(g, Tensor):
             g = Tensor(g, dtype=o.dtype, device=o.device)
-        else:   # a second handle on the caller's array, so no leaf ever adopts it
+        elif not g.requires_grad:   # a second handle on the caller's array: no leaf adopts it
             g = Tensor._make(g.data, g._device)
         if g.shape != o.shape:
             raise RuntimeError(f"gradient of shape {tuple(g.shape)} given for an output of "

@@ -274,3 +274,11 @@ def test_adopted_gradients_are_never_aliased():
     h = y * 2.0
     (h + y + y).sum().backward()        # gy goes to y twice and through h once
     assert_close(y.grad, [4.0, 4.0])
+
+
+def test_grad_outputs_that_require_grad_stay_on_the_graph():
+    x = leaf([1.0, 2.0])
+    u = leaf([3.0, 5.0])
+    (g,) = ng.autograd.grad(x * x, x, grad_outputs=u, create_graph=True)   # g = 2 x u
+    (gu,) = ng.autograd.grad(g.sum(), u)
+    assert_close(gu, [2.0, 4.0])

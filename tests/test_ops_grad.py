@@ -1634,3 +1634,19 @@ def test_other_op_errors_are_explained():
         _f32(2, 3)[5]
     with pytest.raises(IndexError, match=r"narrow: start 3 and length 2 are out of range"):
         F.narrow(_f32(4), 0, 3, 2)
+
+
+def test_gaussian_nll_clamped_variance_keeps_its_gradient():
+    # PyTorch clamps var at eps without stopping the gradient: d/dvar of ½(log v + d²/v) at
+    # the clamped value, passed straight through to var
+    var = ng.tensor(np.array([1e-8, 0.5]), requires_grad=True)
+    d = np.array([0.3, 0.1])
+    F.gaussian_nll_loss(ng.tensor(d), ng.tensor(np.zeros(2)), var, eps=1e-6).backward()
+    v = np.maximum(var.detach().numpy(), 1e-6)
+    expected = 0.5 * (1 / v - d ** 2 / v ** 2) / 2      # mean over 2 elements
+    np.testing.assert_allclose(var.grad.numpy(), expected, rtol=1e-10)
+
+
+def test_sort_of_a_single_value():
+    values, indices = ng.sort(ng.tensor(3.0))
+    assert values.item() == 3.0 and indices.item() == 0 and indices.shape == ()

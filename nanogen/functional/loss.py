@@ -188,7 +188,9 @@ def kl_div(input, target, reduction="mean", log_target=False):
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
     """½ (log max(σ², eps) + (x - μ)² / max(σ², eps)) (+ ½ log 2π when ``full``)."""
     import math
-    v = clamp(var, min=eps)
+    # PyTorch clamps the variance without stopping its gradient: add the clamp as a constant
+    lifted = var.detach()
+    v = var + (clamp(lifted, min=eps) - lifted)
     loss = 0.5 * (log(v) + (input - target) * (input - target) / v)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)

@@ -295,6 +295,8 @@ def sort(input, dim=-1, descending=False):
     from .indexing import gather
     d = normalize_dim(dim, input.ndim, "sort")
     xp = input._xp()
+    if input.ndim == 0:     # a single value is sorted already
+        return _ValuesIndices(input, Tensor._make(xp.zeros((), np.int64), input._device))
     idx = xp.argsort(-input.data if descending else input.data, axis=d, kind="stable")
     idx_t = Tensor._make(idx, input._device)
     return _ValuesIndices(gather(input, d, idx_t), idx_t)

@@ -78,6 +78,30 @@ def _detensor(data):
     return data.item() if isinstance(data, Tensor) else data
 
 
+def parse_to_args(args, kwargs):
+    """``(device or None, dtype or None)`` from the accepted forms of ``to()``:
+    ``to("cuda")``, ``to(ng.float64)``, ``to(other_tensor)``, ``to(device, dtype)``, keywords
+    ``device=`` / ``dtype=``, and PyTorch's ``non_blocking`` / ``memory_format`` (ignored)."""
+    kwargs = dict(kwargs)
+    device = kwargs.pop("device", None)
+    dtype = kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("memory_format", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        elif isinstance(a, (str, Device)):
+            device = a
+        elif isinstance(a, bool):          # to(device, dtype, non_blocking)
+            continue
+        else:
+            dtype = a
+    return (Device(device) if device is not None else None,
+            np.dtype(dtype) if dtype is not None else None)
+
+
 class Tensor:
     """An n-dimensional array with autograd.  Make one with :func:`nanogen.tensor`."""
 
@@ -221,24 +245,14 @@ class Tensor:
 
     def to(self, *args, **kwargs):
         """``x.to("cuda")``, ``x.to(ng.float64)``, ``x.to(other_tensor)``, ``x.to(device, dtype)``."""
-        device = kwargs.pop("device", None)
-        dtype = kwargs.pop("dtype", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            elif isinstance(a, (str, Device)):
-                device = a
-            else:
-                dtype = a
+        device, dtype = parse_to_args(args, kwargs)
         out = self
-        if dtype is not None and np.dtype(dtype) != self.dtype:
+        if dtype is not None and dtype != self.dtype:
             from .functional.elementwise import cast
-            out = cast(out, np.dtype(dtype))
-        if device is not None and Device(device) != self._device:
+            out = cast(out, dtype)
+        if device is not None and device != self._device:
             from .functional.elementwise import to_device
-            out = to_device(out, Device(device))
+            out = to_device(out, device)
         return out
 
     def cpu(self):

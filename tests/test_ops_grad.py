@@ -37,12 +37,7 @@ from .strategies import (bool_arrays, broadcast_pairs, broadcastable_shapes, dim
                          index_for, int_arrays, numel, positive_arrays, probability_arrays,
                          shapes, sides)
 
-try:
-    import torch
-except ImportError:     # torch is an optional oracle
-    torch = None
-
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed (optional oracle)")
+from tests.oracle import needs_torch, torch
 
 
 # ================================================================ the table's machinery

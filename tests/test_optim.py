@@ -9,12 +9,7 @@ import pytest
 import nanogen as ng
 from nanogen.optim import lr_scheduler
 
-try:
-    import torch
-except ImportError:  # torch is only an optional oracle
-    torch = None
-
-requires_torch = pytest.mark.skipif(torch is None, reason="torch not installed (optional oracle)")
+from tests.oracle import needs_torch as requires_torch, torch
 
 SHAPES = [(3, 4), (5,), ()]
 

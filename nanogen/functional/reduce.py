@@ -154,7 +154,6 @@ def amin(input, dim=None, keepdim=False):
 
 
 def _max_min(input, dim, keepdim, largest, name):
-    from collections import namedtuple
     if isinstance(dim, Tensor):   # torch.max(a, b) is elementwise
         from .elementwise import maximum, minimum
         return (maximum if largest else minimum)(input, dim)

@@ -11,7 +11,6 @@ import builtins
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor
 from ._util import normalize_dim, normalize_dims, parse_shape
 
 __all__ = ["reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "permute",

@@ -23,8 +23,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import no_grad
-from ..backend import Device
-from ..tensor import Tensor
+from ..tensor import Tensor, parse_to_args
 from .parameter import Parameter
 
 __all__ = ["Module", "RemovableHandle"]
@@ -72,27 +71,10 @@ def _addindent(text: str, spaces: int) -> str:
 
 def _parse_to(args, kwargs):
     """``(device, dtype)`` from the arguments of ``Module.to`` (PyTorch's accepted forms)."""
-    device = kwargs.pop("device", None)
-    dtype = kwargs.pop("dtype", None)
-    kwargs.pop("non_blocking", None)
-    kwargs.pop("memory_format", None)
-    if kwargs:
-        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-    for a in args:
-        if isinstance(a, Tensor):
-            device, dtype = a.device, a.dtype
-        elif isinstance(a, (str, Device)):
-            device = a
-        elif isinstance(a, bool):          # to(device, dtype, non_blocking)
-            continue
-        else:
-            dtype = a
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-        if dtype.kind not in "fc":
-            raise TypeError(f"nn.Module.to only accepts floating point dtypes, got {dtype}")
+    device, dtype = parse_to_args(args, kwargs)
+    if dtype is not None and dtype.kind not in "fc":
+        raise TypeError(f"nn.Module.to only accepts floating point dtypes, got {dtype}")
     if device is not None:
-        device = Device(device)
         backend.check_device_available(device)
     return device, dtype
 

@@ -116,12 +116,7 @@ class Tensor:
         arr = backend.to_device_array(arr, dev)
         if isinstance(data, Tensor) or arr is data:
             arr = arr.copy()      # ng.tensor(x) copies, like torch.tensor
-        self.data = arr
-        self.grad = None
-        self.grad_fn = None
-        self._device = dev
-        self._requires_grad = False
-        self._is_param = False
+        self._init_slots(arr, dev)
         if requires_grad:
             self.requires_grad = True
 
@@ -131,13 +126,17 @@ class Tensor:
         t = object.__new__(cls)
         if isinstance(array, np.generic):   # NumPy reductions and scalar indexing give scalars
             array = np.asarray(array)
-        t.data = array
-        t.grad = None
-        t.grad_fn = grad_fn
-        t._device = device
-        t._requires_grad = requires_grad
-        t._is_param = False
+        t._init_slots(array, device, requires_grad, grad_fn)
         return t
+
+    def _init_slots(self, array, device, requires_grad=False, grad_fn=None, is_param=False):
+        """Fill every slot (shared by the constructor, ``_make`` and ``nn.Parameter``)."""
+        self.data = array
+        self.grad = None
+        self.grad_fn = grad_fn
+        self._device = device
+        self._requires_grad = requires_grad
+        self._is_param = is_param
 
     # ------------------------------------------------------------------ properties
     @property

@@ -35,12 +35,7 @@ class Parameter(Tensor):
         else:
             t = Tensor(data)
             array, device = t.data, t.device
-        self.data = array
-        self.grad = None
-        self.grad_fn = None
-        self._device = device
-        self._requires_grad = False
-        self._is_param = True
+        self._init_slots(array, device, is_param=True)
         self.requires_grad = requires_grad    # the setter refuses integer dtypes
 
     def __repr__(self):

@@ -1,0 +1,2 @@
+"""Attention layers."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Normalisation layers."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Pooling, resampling and padding layers."""
+__all__ = []

@@ -12,9 +12,17 @@ from ._util import unbroadcast
 __all__ = ["matmul", "mm", "bmm", "linear", "outer", "dot"]
 
 
+def _blas_operand(xp, a):
+    """``a`` itself, or a contiguous copy when it has a zero stride: a broadcast view (the
+    gradient of ``sum`` / ``mean`` is one) is not a BLAS layout, and NumPy's matmul would fall
+    back to its slow non-BLAS loop for it."""
+    return xp.ascontiguousarray(a) if 0 in a.strides else a
+
+
 class MatMul(Function):
     def forward(self, a, b):
-        return self.xp.matmul(a, b)
+        xp = self.xp
+        return xp.matmul(_blas_operand(xp, a), _blas_operand(xp, b))
 
     def backward(self, gy):
         a, b = self.inputs
@@ -69,7 +77,7 @@ class Linear(Function):
     its input (a matmul through ``W.t()`` would hand W a transposed gradient to copy)."""
 
     def forward(self, x, w, *b):
-        y = self.xp.matmul(x, w.T)
+        y = self.xp.matmul(_blas_operand(self.xp, x), _blas_operand(self.xp, w).T)
         if b:
             y += b[0]
         return y

@@ -1661,3 +1661,33 @@ def test_gaussian_nll_clamped_variance_keeps_its_gradient():
 def test_sort_of_a_single_value():
     values, indices = ng.sort(ng.tensor(3.0))
     assert values.item() == 3.0 and indices.item() == 0 and indices.shape == ()
+
+
+# ================================================================ fused smooth activations
+def test_float32_erf_matches_double_precision_to_a_few_ulps():
+    from scipy.special import erf
+    x = np.linspace(-6, 6, 200_001).astype(np.float32)
+    got = F.erf(ng.tensor(x)).numpy()
+    assert got.dtype == np.float32
+    assert np.abs(got.astype(np.float64) - erf(x.astype(np.float64))).max() < 5e-7
+    assert got[0] == -1.0 and got[-1] == 1.0 and got[100_000] == 0.0
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "sigmoid"])
+def test_fused_activations_third_derivative_matches_composite(name):
+    """GELU / SiLU are one fused pass whose derivative is another fused Function; the chain
+    must agree with the composite formulas to third order."""
+    composite = {"gelu": lambda t: t * (F.erf(t / math.sqrt(2.0)) + 1) * 0.5,
+                 "silu": lambda t: t / (1 + (-t).exp()),
+                 "sigmoid": lambda t: 1 / (1 + (-t).exp())}[name]
+    x = np.random.default_rng(3).standard_normal(40) * 3
+    derivs = []
+    for fn in (getattr(F, name), composite):
+        t = ng.tensor(x, requires_grad=True)
+        y, out = fn(t), []
+        for _ in range(3):
+            (y,) = ng.autograd.grad(y.sum(), t, create_graph=True)
+            out.append(y.detach().numpy())
+        derivs.append(out)
+    for ours, ref in zip(*derivs):
+        assert_close(ours, ref, rtol=1e-9, atol=1e-12)

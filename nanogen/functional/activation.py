@@ -12,7 +12,7 @@ import math
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import normalize_dim
-from .elementwise import clamp, exp, normal_cdf, sigmoid, tanh, where
+from .elementwise import _erf, _sigmoid, clamp, exp, sigmoid, tanh, where
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "softplus",
            "softmax", "log_softmax", "sigmoid", "tanh", "hardtanh", "dropout", "logsigmoid",
@@ -85,12 +85,124 @@ def gelu(input, approximate="none"):
         return input * 0.5 * (tanh((input + input * input * input * 0.044715) * c) + 1.0)
     if approximate != "none":
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return input * normal_cdf(input)
+    return GELU.apply(input)
 
 
 def silu(input, inplace=False):
     """x σ(x) (the swish)."""
-    return input * sigmoid(input)
+    return SiLU.apply(input)
+
+
+class _SmoothPointwise(Function):
+    """y = f(x) for a smooth elementwise f, in one pass, with backward ``gy · f'(x)`` where f'
+    is again a Function of this kind (``derivative``) -- so the chain f, f', f'' ... gives
+    gradients of any order, and a plain backward costs one fused pass for f'(x).  Subclasses
+    give ``f(xp, x)`` and the class of f'; the last link of the chain is composite."""
+
+    derivative = None
+
+    def forward(self, x):
+        return self.xp.asarray(self.f(self.xp, x))
+
+    def backward(self, gy):
+        return gy * self.derivative.apply(self.inputs[0])
+
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _normal_cdf(xp, x):
+    """Φ(x) = (1 + erf(x/√2)) / 2, in x's dtype."""
+    c = _erf(xp, x * _INV_SQRT2)
+    c += 1
+    c *= 0.5
+    return c
+
+
+def _normal_pdf(xp, x):
+    """φ(x) = e^(-x²/2) / √(2π)."""
+    p = xp.asarray(x * x)                 # (a 0-d input gives a scalar)
+    p *= -0.5
+    p = xp.exp(p, out=p)
+    p *= _INV_SQRT_2PI
+    return p
+
+
+class _GELUSecond(Function):
+    """d²/dx² [x Φ(x)] = φ(x) (2 − x²); its own derivative is taken by composition."""
+
+    def forward(self, x):
+        return _normal_pdf(self.xp, x) * (2 - x * x)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        pdf = exp(x * x * -0.5) * _INV_SQRT_2PI
+        return gy * (pdf * (x * x * x - 4 * x))      # d/dx φ(2 − x²) = φ (x³ − 4x)
+
+
+class _GELUSlope(_SmoothPointwise):
+    """d/dx [x Φ(x)] = Φ(x) + x φ(x)."""
+    derivative = _GELUSecond
+
+    @staticmethod
+    def f(xp, x):
+        slope = _normal_pdf(xp, x)
+        slope *= x
+        slope += _normal_cdf(xp, x)
+        return slope
+
+
+class GELU(_SmoothPointwise):
+    """y = x Φ(x) (exact GELU, Hendrycks & Gimpel 2016)."""
+    derivative = _GELUSlope
+
+    @staticmethod
+    def f(xp, x):
+        y = _normal_cdf(xp, x)
+        y *= x
+        return y
+
+
+class _SiLUSecond(Function):
+    """d²/dx² [x σ(x)] = σ'(x) (2 + x (1 − 2σ)), σ' = σ (1 − σ); differentiated by composition."""
+
+    def forward(self, x):
+        s = _sigmoid(self.xp, x)
+        return s * (1 - s) * (2 + x * (1 - 2 * s))
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        s = sigmoid(x)
+        ds = s * (1 - s)
+        # d/dx [ds (2 + x(1 − 2s))] = ds(1 − 2s)(2 + x(1 − 2s)) + ds((1 − 2s) − 2x ds)
+        u = 1 - 2 * s
+        return gy * (ds * u * (2 + x * u) + ds * (u - 2 * x * ds))
+
+
+class _SiLUSlope(_SmoothPointwise):
+    """d/dx [x σ(x)] = σ(x) (1 + x (1 − σ(x)))."""
+    derivative = _SiLUSecond
+
+    @staticmethod
+    def f(xp, x):
+        s = _sigmoid(xp, x)
+        t = 1 - s
+        t *= x
+        t += 1
+        t *= s
+        return t
+
+
+class SiLU(_SmoothPointwise):
+    """y = x σ(x) (the swish / SiLU)."""
+    derivative = _SiLUSlope
+
+    @staticmethod
+    def f(xp, x):
+        y = _sigmoid(xp, x)
+        y *= x
+        return y
 
 
 def mish(input, inplace=False):

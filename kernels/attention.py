@@ -74,6 +74,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from ._device import launch
+
 __all__ = ["BLOCK_Q", "BLOCK_K", "tile_sizes", "reference_forward", "reference_backward",
            "forward_cpu", "backward_cpu", "forward_cuda", "backward_cuda", "compact_mask"]
 
@@ -562,7 +564,6 @@ def backward_cpu(q, k, v, out, lse, gout, mask=None, mask_index=None, causal=Fal
 
 
 # ================================================================ CUDA (numba.cuda)
-_THREADS = 128      # threads per block
 cuda = None         # numba.cuda, imported by _cuda_kernels on first use (a module global, which
 #                     is where numba's simulator substitutes its per-thread cuda module)
 
@@ -704,12 +705,6 @@ def _cuda_kernels(dtype_name):
     return forward_rows, backward_rows, backward_cols
 
 
-def _launch(kernel, n, *args):
-    if n:
-        threads = min(_THREADS, n)
-        kernel[(n + threads - 1) // threads, threads](*args)
-
-
 def _cuda_mask(xp, mask, mask_index, dtype, B):
     if mask is None:
         return xp.zeros((1, 1, 1), dtype=dtype), xp.zeros(max(B, 1), dtype=np.int64), False
@@ -725,7 +720,7 @@ def forward_cuda(q, k, v, mask=None, mask_index=None, causal=False, scale=1.0, x
     mask, mask_index, has_mask = _cuda_mask(xp, mask, mask_index, q.dtype, B)
     out = xp.empty((B, L, Ev), dtype=q.dtype)
     lse = xp.empty((B, L), dtype=q.dtype)
-    _launch(fwd, B * L, q, k, v, mask, mask_index, has_mask, bool(causal), q.dtype.type(scale),
+    launch(fwd, B * L, q, k, v, mask, mask_index, has_mask, bool(causal), q.dtype.type(scale),
             out, lse)
     return out, lse
 
@@ -742,11 +737,11 @@ def backward_cuda(q, k, v, out, lse, gout, mask=None, mask_index=None, causal=Fa
     D = xp.empty((B, L), dtype=q.dtype)
     gq, gk, gv = _grad_buffers(xp, q, k, v, packed)
     sc = q.dtype.type(scale)
-    _launch(rows, B * L, q, k, v, out, lse, gout, mask, mask_index, has_mask, bool(causal), sc,
+    launch(rows, B * L, q, k, v, out, lse, gout, mask, mask_index, has_mask, bool(causal), sc,
             D, gq)
     if L == 0:
         gk[...] = 0
         gv[...] = 0
-    _launch(cols, B * S, q, k, v, lse, gout, mask, mask_index, has_mask, bool(causal), sc, D,
+    launch(cols, B * S, q, k, v, lse, gout, mask, mask_index, has_mask, bool(causal), sc, D,
             gk, gv)
     return gq, gk, gv

@@ -58,6 +58,8 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from ._device import array_module_of
+
 __all__ = ["forward", "backward", "unpack", "reference_forward", "reference_backward",
            "forward_cpu", "backward_cpu", "forward_cuda", "backward_cuda"]
 
@@ -283,14 +285,6 @@ _CUDA = {}
 cuda = None             # numba.cuda once imported: a module global, which the simulator swaps
 
 
-def _xp_of(a):
-    """The array module of ``a`` (NumPy under the simulator, CuPy on a GPU)."""
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-    return cupy
-
-
 def _cuda_kernels():
     global cuda
     if not _CUDA:
@@ -431,7 +425,7 @@ def _build():
 def forward_cuda(x, w, b, eps):
     """CUDA version of :func:`forward_cpu` (one block per group)."""
     _check(x, w, b)
-    xp = _xp_of(x)
+    xp = array_module_of(x)
     y = xp.empty_like(x)
     mean = xp.full(x.shape[1], np.nan)
     var = xp.full(x.shape[1], np.nan)
@@ -445,7 +439,7 @@ def backward_cuda(gy, x, mean, rstd, w, packed=True, shapes=None):
     J = 1, the per-group gw / gb sums (summed over q on the host side when Mw < M); a second
     kernel (one block per weight element) for gw / gb when J > 1."""
     _check(x, w)
-    xp = _xp_of(x)
+    xp = array_module_of(x)
     Mw, J = w.shape
     M = x.shape[1]
     result, gx, gw, gb = _gradient_arrays(xp, x, w, packed, shapes)
@@ -471,7 +465,7 @@ def backward_cuda(gy, x, mean, rstd, w, packed=True, shapes=None):
 
 # ================================================================ dispatch
 def _contiguous(*arrays):
-    return [_xp_of(a).ascontiguousarray(a) for a in arrays]
+    return [array_module_of(a).ascontiguousarray(a) for a in arrays]
 
 
 def forward(x, w, b, eps, device="cpu"):

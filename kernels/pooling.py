@@ -50,6 +50,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._device import array_module_of, launch  # noqa: F401  (resample.py imports them here)
+
 __all__ = ["pool_output_size", "pool_windows", "avg_pool_windows", "adaptive_windows",
            "nonempty_windows", "covering_range", "array_module_of", "launch", "cuda_kernels",
            "max_pool2d_reference", "max_pool2d_backward_reference", "avg_pool2d_reference",
@@ -369,25 +371,8 @@ def window_avg_adjoint_cpu(gy, hs, he, rh, ws, we, rw, H, W):
 
 
 # ================================================================ CUDA (numba.cuda, built lazily)
-_THREADS = 128
 _CUDA = {}
 cuda = None        # numba.cuda, set by _build
-
-
-def array_module_of(a):
-    """The array module of ``a`` (NumPy under the simulator, CuPy on a GPU): CUDA versions
-    allocate their outputs with it."""
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-    return cupy
-
-
-def launch(kernel, n, *args):
-    """Run ``kernel`` with at least one thread per item of ``n`` (kernels loop grid-stride)."""
-    if n:
-        blocks = min((n + _THREADS - 1) // _THREADS, 65535)
-        kernel[blocks, _THREADS](*args)
 
 
 def cuda_kernels(build):

@@ -1,0 +1,29 @@
+"""What every kernel family's CUDA version needs: the array module of an array, and a launch
+with one thread per item.
+
+numba.cuda itself is imported by each family on first use, into a module global named
+``cuda``: numba's simulator substitutes its per-thread module through the kernel's globals, so
+the name must live in the module that defines the kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+THREADS = 128     # threads per block
+
+
+def array_module_of(a):
+    """The array module of ``a``: NumPy (the CPU, and "cuda" under the simulator) or CuPy.
+    CUDA versions allocate their outputs with it."""
+    if isinstance(a, np.ndarray):
+        return np
+    import cupy
+    return cupy
+
+
+def launch(kernel, n, *args, threads=THREADS):
+    """Run ``kernel`` on at least one thread per item of ``n`` (blocks of ``threads``); kernels
+    guard ``i < n`` or loop grid-stride."""
+    if n:
+        threads = min(threads, n)
+        kernel[(n + threads - 1) // threads, threads](*args)

@@ -61,6 +61,12 @@ class Case:
 
     def torch_out(self, q, k, v):
         mask = None if self.mask is None else torch.tensor(self.mask)
+        # torch's math kernel writes into an output shaped like q: broadcast the leading dims
+        # of q, k, v and the mask first (PyTorch's documented semantics, which its kernel
+        # misses when q has fewer dims than v or the mask)
+        extra = () if mask is None else (mask.shape[:-2],)
+        lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2], *extra)
+        q, k, v = (t.expand(*lead, *t.shape[-2:]) for t in (q, k, v))
         return torch.nn.functional.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal, scale=self.scale)
 

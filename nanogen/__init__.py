@@ -4,7 +4,7 @@
 ``ng.no_grad()``, ``ng.autograd.grad``, ``ng.nn``, ``ng.nn.functional as F``, ``ng.optim``,
 ``ng.save`` / ``ng.load`` and ``ng.manual_seed``.
 """
-from . import backend
+from . import allocator, backend
 from .tensor import (Tensor, bool_, float16, float32, float64, get_default_dtype, int8, int16,
                      int32, int64, is_tensor, set_default_dtype, uint8)
 from .tensor import _install_methods
@@ -32,3 +32,5 @@ from . import nn, optim, testing  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
+
+allocator.keep_host_memory()

@@ -9,15 +9,20 @@ Each model is written once, against the PyTorch-compatible API, and built twice:
 convolution: nanogen has ``nn.MaskedConv2d`` (a kernel that skips the taps the mask zeroes),
 PyTorch gets the usual ``conv2d(x, weight * mask)`` (a dense kernel over the masked weight).
 
-The ratio column is nanogen's step time over PyTorch's (lower is better).
+Each library runs in processes of its own, alternating (nanogen, PyTorch, nanogen, ...), and
+each figure is the best over the rounds of a best-of-3 median: the two libraries' thread pools
+(OpenBLAS, numba, PyTorch's OpenMP) spin-wait after their work and would slow each other down
+in one process.  The ratio column is nanogen's step time over PyTorch's (lower is better).
 """
 import argparse
 import math
+import subprocess
+import sys
 
 import numpy as np
 
 import nanogen as ng
-from common import report, time_pair, try_torch
+from common import report, time_step, try_torch
 
 BATCH = 64
 
@@ -290,29 +295,53 @@ WORKLOADS = {
 }
 
 
+def _time_in_this_process(lib_name, key, repeats, threads):
+    """Best-of-3 median step time of one workload with one library, in this process."""
+    if lib_name == "torch":
+        lib = try_torch(threads)
+        if lib is None:
+            return None
+    else:
+        lib = ng
+    lib.manual_seed(0)
+    step = WORKLOADS[key][1](lib)
+    return min(time_step(step, warmup=2, repeats=repeats) for _ in range(3))
+
+
+def _time_in_subprocess(lib_name, key, repeats, threads):
+    out = subprocess.run([sys.executable, __file__, "--worker", lib_name, "--only", key,
+                          "--repeats", str(repeats), "--threads", str(threads)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[-1]) if out and out[-1] != "None" else None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help="comma-separated subset of: " + ", ".join(WORKLOADS))
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating rounds of (nanogen process, PyTorch process)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    parser.add_argument("--worker", choices=["nanogen", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch = try_torch(args.threads)
+    if args.worker:
+        print(_time_in_this_process(args.worker, args.only, args.repeats, args.threads))
+        return
+    has_torch = try_torch() is not None
     rows = []
     for key in args.only.split(","):
-        name, build = WORKLOADS[key]
-        ng.manual_seed(0)
-        ours = build(ng)
-        theirs = None
-        if torch is not None:
-            torch.manual_seed(0)
-            theirs = build(torch)
-        t_ours, t_theirs = time_pair(ours, theirs, rounds=args.rounds, warmup=2,
-                                     repeats=args.repeats)
-        rows.append((name, t_ours, t_theirs))
-        print(f"  {name}: {t_ours * 1e3:.1f} ms" + (f" vs {t_theirs * 1e3:.1f} ms"
-                                                    if t_theirs else ""), flush=True)
+        name = WORKLOADS[key][0]
+        ours, theirs = float("inf"), float("inf")
+        for _ in range(args.rounds):
+            ours = min(ours, _time_in_subprocess("nanogen", key, args.repeats, args.threads))
+            if has_torch:
+                theirs = min(theirs, _time_in_subprocess("torch", key, args.repeats,
+                                                         args.threads))
+        theirs = theirs if has_torch else None
+        rows.append((name, ours, theirs))
+        print(f"  {name}: {ours * 1e3:.1f} ms" + (f" vs {theirs * 1e3:.1f} ms"
+                                                    if theirs else ""), flush=True)
     report(rows)
 
 

@@ -32,6 +32,11 @@ def limit_cpu_kernel_threads():
     single-threaded and both cores left to BLAS.  Set the variable to use more threads on a
     machine with cores to spare."""
     import numba
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba's own thread pool, not OpenMP: numba's OpenMP layer shares libgomp with
+        # PyTorch, and setting its thread count there made PyTorch's ops in the same process
+        # up to 10x slower
+        numba.config.THREADING_LAYER = "workqueue"
     wanted = int(os.environ.get("NANOGEN_KERNEL_THREADS", "1") or 1)
     numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
 

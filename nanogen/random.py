@@ -7,6 +7,8 @@ CuPy generator seeded from the same seed.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 from . import backend
 
 __all__ = ["manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_state", "generator",
-           "draw"]
+           "draw", "fork_rng"]
 
 _seed = 0
 _cpu = np.random.Generator(np.random.PCG64(_seed))
@@ -84,3 +86,30 @@ def draw(kind, shape, dtype, device, **kw):
     else:
         raise ValueError(kind)
     return arr.astype(dtype, copy=False)
+
+
+@contextlib.contextmanager
+def fork_rng(seed=None):
+    """Run a block on its own random numbers, then put the global generators back as they were.
+
+    ``torch.random.fork_rng``'s idea: code after the block draws exactly what it would have drawn
+    had the block never run.  The training loop draws its sample grids this way, so sampling
+    every few hundred steps never changes the training run::
+
+        with ng.random.fork_rng(0):     # the same noise, hence comparable grids, every time
+            images = model.sample(64)
+
+    ``seed``: reseed (CPU and GPU) for the block.  ``None`` continues the CPU stream on a copy
+    of the generator; the GPU generator is not copied, so an unseeded block on a GPU draws from
+    a fresh generator seeded with :func:`initial_seed`.
+    """
+    global _seed, _cpu, _gpu
+    saved = (_seed, _cpu, _gpu)
+    if seed is None:
+        _cpu, _gpu = copy.deepcopy(_cpu), None
+    else:
+        manual_seed(seed)
+    try:
+        yield
+    finally:
+        _seed, _cpu, _gpu = saved

@@ -156,7 +156,7 @@ def save(obj, f):
     if hasattr(f, "write"):
         write(f)
         return
-    _atomic_write(_fspath(f), write)
+    atomic_write(_fspath(f), write)
 
 
 def _fspath(f):
@@ -166,12 +166,20 @@ def _fspath(f):
     return os.fsdecode(os.fspath(f))
 
 
-def _atomic_write(path, write):
-    """Run ``write(file)`` on a temporary file beside ``path``, then move it over ``path``."""
-    path = os.path.realpath(path)       # write through a symlink, as open(path, "wb") would
+def atomic_write(path, write):
+    """Run ``write(binary_file)`` on a temporary file beside ``path``, then move it over ``path``.
+
+    The temporary file is flushed and fsync'ed before ``os.replace``, so ``path`` always holds
+    either its old contents or the complete new ones, and a failed ``write`` leaves no temporary
+    file behind.  ``ng.save``, the dataset caches, sample grids and plots all write this way.
+    Returns ``path``.
+    """
+    given = os.fspath(path)
+    path = os.path.realpath(given)      # write through a symlink, as open(path, "wb") would
     directory, base = os.path.split(path)
     if not os.path.isdir(directory):
-        raise FileNotFoundError(2, "ng.save: the directory does not exist", directory)
+        raise FileNotFoundError(2, f"cannot write {given}: the directory does not exist",
+                                directory)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
@@ -193,6 +201,7 @@ def _atomic_write(path, write):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+    return given
 
 
 def _fsync_directory(directory):

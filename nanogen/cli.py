@@ -1,0 +1,381 @@
+"""The ``nanogen`` command: list, train, sample and evaluate the generative models.
+
+::
+
+    nanogen list                                   # the models and datasets, one line each
+    nanogen train MODEL [--dataset mnist5k] [--steps N] [--batch-size B] [--lr LR]
+                        [--device cpu|cuda] [--seed S] [--out DIR] [--resume]
+    nanogen sample DIR [--n 64] [--out FILE.png] [--seed S]
+    nanogen eval DIR [--seed S]
+
+A run lives in one directory (``runs/MODEL`` unless ``--out`` says otherwise):
+``config.json`` (what was trained, on what, how), ``checkpoint.npz`` (model, optimizers, RNG
+and data-loader state, step), ``log.jsonl`` and ``loss.png`` (the losses), ``samples.png`` (the
+latest sample grid), the model's own pictures (``completions.png``, ``reconstructions.png``,
+``manifold.png``) and, after ``nanogen eval``, ``metrics.json``.
+
+Bad input -- an unknown model or dataset, a directory with no checkpoint, a corrupt checkpoint,
+``--device cuda`` with no GPU -- ends with one line on stderr and exit status 2; an unexpected
+failure prints one line too (set ``NANOGEN_DEBUG=1`` for the traceback) and exits with 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_model", "load_run", "UsageError"]
+
+DEFAULT_RUNS_DIR = "runs"
+EVAL_BATCH_SIZE = 250
+FIGURE_EXAMPLES = 8     # test images the model's figures (completions, reconstructions) start from
+
+
+class UsageError(ValueError):
+    """Input the user can fix; reported as one line, exit status 2."""
+
+
+# -- the pieces a command is made of ------------------------------------------------------------
+def _check_device(name: str) -> str:
+    import nanogen as ng
+    if name not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device {name!r}: use cpu or cuda")
+    if name == "cuda" and not ng.cuda.is_available():
+        raise UsageError("--device cuda: no GPU is available (CuPy sees no NVIDIA GPU; install "
+                         "nanogen[cuda] on a machine with one, or train with --device cpu)")
+    return name
+
+
+def _dataset(name: str, split: str, download: bool = False):
+    from .data import load_dataset
+    return load_dataset(name, split=split, download=download)
+
+
+def build_model(config: dict, dataset=None):
+    """The model a run's ``config`` describes, freshly initialised, on ``config["device"]``."""
+    from .models import get_model_spec
+    spec = get_model_spec(config["model"])
+    if dataset is None:
+        dataset = _dataset(config["dataset"], "train")
+    if dataset.kind != "image":
+        raise UsageError(f"model {spec.name!r} models images, but dataset {config['dataset']!r} "
+                         f"holds {dataset.kind}; pick an image dataset (see `nanogen list`)")
+    model = spec.build(image_shape=tuple(dataset.sample_shape), num_classes=dataset.num_classes,
+                       **config.get("model_kwargs", {}))
+    return model.to(config.get("device", "cpu"))
+
+
+def _read_config(run_dir: Path) -> dict:
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory (train one first: "
+                         f"nanogen train MODEL --out {run_dir})")
+    if not path.is_file():
+        raise UsageError(f"{run_dir}: no config.json, so not a nanogen run directory (train one "
+                         f"first: nanogen train MODEL --out {run_dir})")
+    try:
+        config = json.loads(path.read_text())
+        config["model"], config["dataset"]   # noqa: B018 - both must be present
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path}: corrupt run configuration ({type(e).__name__}: {e})") from None
+    return config
+
+
+def load_run(run_dir, device=None):
+    """``(model, config, checkpoint)`` for a trained run directory, weights loaded, eval mode."""
+    from .training import load_checkpoint
+    run_dir = Path(run_dir)
+    config = _read_config(run_dir)
+    if device is not None:
+        config["device"] = device
+    checkpoint = load_checkpoint(run_dir)
+    model = build_model(config)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise UsageError(f"{run_dir}: the checkpoint does not fit the model in config.json "
+                         f"({e})") from None
+    model.eval()
+    return model, config, checkpoint
+
+
+def _test_examples(config, model):
+    """The test split as the model sees it at evaluation (binarized once, with a fixed seed)."""
+    from .data import eval_dataset
+    return eval_dataset(_dataset(config["dataset"], "test"), model.data_transform, seed=0)
+
+
+def _write_figures(model, config, run_dir: Path):
+    """The model's own pictures, made from the first test images of each class."""
+    import nanogen as ng
+    from .utils.image import save_image
+    test = _test_examples(config, model)
+    x, y = _stack(test)
+    picks = _first_of_each_class(y, FIGURE_EXAMPLES)
+    xb = ng.tensor(x[picks], device=config.get("device", "cpu"))
+    yb = ng.tensor(y[picks], device=config.get("device", "cpu"))
+    written = []
+    with ng.no_grad(), ng.random.fork_rng(0):
+        for name, (images, nrow) in model.figures(xb, yb).items():
+            path = run_dir / f"{name}.png"
+            save_image(images, path, nrow=nrow)
+            written.append(path)
+    return written
+
+
+def _stack(dataset):
+    import numpy as np
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+    return np.stack(xs), np.asarray(ys)
+
+
+def _first_of_each_class(labels, n):
+    """Indices of ``n`` examples, taking classes in turn (0, 1, 2, ...) for a varied picture."""
+    import numpy as np
+    labels = np.asarray(labels)
+    order = []
+    by_class = [np.flatnonzero(labels == c).tolist() for c in np.unique(labels)]
+    while len(order) < min(n, len(labels)):
+        for members in by_class:
+            if members and len(order) < n:
+                order.append(members.pop(0))
+    return np.asarray(order)
+
+
+def _write_json(path: Path, obj):
+    from .serialization import atomic_write
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+# -- the commands --------------------------------------------------------------------------------
+def cmd_list(args):
+    from .data import DATASETS
+    from .models import all_models
+    models = all_models()
+    width = max(map(len, list(models) + list(DATASETS)))
+    print("models:")
+    for name, spec in models.items():
+        print(f"  {name:<{width}}  {spec.summary}")
+    print("datasets:")
+    for name, info in DATASETS.items():
+        print(f"  {name:<{width}}  {info.summary}")
+    return 0
+
+
+def cmd_train(args):
+    import nanogen as ng
+    from .data import DataLoader, train_transform
+    from .models import get_model_spec
+    from .training import CHECKPOINT_NAME, train
+
+    spec = get_model_spec(args.model)
+    run_dir = Path(args.out or Path(DEFAULT_RUNS_DIR) / spec.name)
+    has_checkpoint = (run_dir / CHECKPOINT_NAME).is_file()
+    if args.resume and not has_checkpoint:
+        raise UsageError(f"--resume: {run_dir} holds no {CHECKPOINT_NAME} to continue from "
+                         f"(leave out --resume to start a new run there)")
+    if not args.resume and has_checkpoint:
+        raise UsageError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): pass --resume to "
+                         f"continue it, or choose another --out")
+    if args.resume and (run_dir / "config.json").is_file():
+        config = _read_config(run_dir)
+        if config["model"] != spec.name:
+            raise UsageError(f"--resume: {run_dir} holds a {config['model']!r} run, not "
+                             f"{spec.name!r}")
+        for flag in ("dataset", "batch_size", "lr", "seed"):
+            given = getattr(args, flag)
+            if given is not None and given != config[flag]:
+                raise UsageError(f"--resume: {run_dir} was trained with --{flag.replace('_', '-')}"
+                                 f" {config[flag]}, not {given} (a resumed run keeps its settings)")
+        if args.steps is not None:
+            config["steps"] = args.steps
+        if args.device is not None:
+            config["device"] = args.device
+    else:
+        config = {
+            "model": spec.name,
+            "dataset": args.dataset or spec.dataset,
+            "steps": args.steps if args.steps is not None else spec.steps,
+            "batch_size": args.batch_size if args.batch_size is not None else spec.batch_size,
+            "lr": args.lr if args.lr is not None else spec.lr,
+            "seed": args.seed if args.seed is not None else 0,
+            "device": args.device or "cpu",
+            "model_kwargs": dict(spec.kwargs),
+            "nanogen_version": ng.__version__,
+        }
+    for key in ("steps", "batch_size"):
+        if config[key] < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
+    if not config["lr"] > 0:
+        raise UsageError(f"--lr must be positive, got {config['lr']}")
+    _check_device(config["device"])
+
+    ng.manual_seed(config["seed"])
+    dataset = _dataset(config["dataset"], "train", download=args.download)
+    model = build_model(config, dataset)
+    if config["batch_size"] > len(dataset):
+        raise UsageError(f"--batch-size {config['batch_size']} is larger than the "
+                         f"{len(dataset):,} training examples of {config['dataset']}")
+    loader = DataLoader(dataset, batch_size=config["batch_size"], shuffle=True, drop_last=True,
+                        seed=config["seed"], transform=train_transform(model.data_transform),
+                        device=config["device"])
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"training {spec.name} ({n_params:,} parameters) on {config['dataset']} "
+          f"({len(dataset):,} examples) for {config['steps']:,} steps of {config['batch_size']} "
+          f"on {config['device']} -> {run_dir}", file=sys.stderr)
+    result = train(model, loader, steps=config["steps"], out_dir=run_dir, config=config,
+                   lr=config["lr"], resume=args.resume,
+                   sample_every=args.sample_every or spec.sample_every,
+                   checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
+                   num_samples=spec.num_samples, progress=not args.no_progress)
+    written = [run_dir / "samples.png"] + _write_figures(model.eval(), config, run_dir)
+    loss = result.logs.get("loss")
+    print(f"done: step {result.step:,} in {_fmt_seconds(result.seconds)}"
+          + (f", loss {loss:.3f}" if loss is not None else "")
+          + f"; wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+def cmd_sample(args):
+    import nanogen as ng
+    from .utils.image import save_image
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    model, config, _ = _load_for_use(args)
+    out = Path(args.out) if args.out else Path(args.dir) / "sample.png"
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: the sample grid is written as a PNG, name it *.png")
+    t0 = time.perf_counter()
+    with ng.no_grad(), ng.random.fork_rng(args.seed):
+        images = model.sample(args.n)
+    save_image(images, out, nrow=args.nrow or _grid_width(args.n))
+    print(f"wrote {args.n} samples to {out} ({_fmt_seconds(time.perf_counter() - t0)})",
+          file=sys.stderr)
+    return 0
+
+
+def _load_for_use(args):
+    """load_run for sample/eval: the device is the run's unless --device overrides it."""
+    device = args.device or _read_config(Path(args.dir)).get("device", "cpu")
+    return load_run(args.dir, device=_check_device(device))
+
+
+def _grid_width(n: int) -> int:
+    import math
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def cmd_eval(args):
+    import numpy as np
+
+    import nanogen as ng
+    from .data import DataLoader, TensorDataset
+    model, config, checkpoint = _load_for_use(args)
+    test = _test_examples(config, model)
+    if args.num_examples is not None:
+        if not 1 <= args.num_examples <= len(test):
+            raise UsageError(f"--num-examples must be between 1 and the {len(test)} test "
+                             f"examples, got {args.num_examples}")
+        x, y = _stack(test)
+        picks = np.sort(_first_of_each_class(y, args.num_examples))   # classes stay balanced
+        test = TensorDataset(x[picks], y[picks])
+    loader = DataLoader(test, batch_size=EVAL_BATCH_SIZE, shuffle=False,
+                        device=config.get("device", "cpu"))
+    t0 = time.perf_counter()
+    with ng.no_grad(), ng.random.fork_rng(args.seed):
+        metrics = model.evaluate(loader)
+    report = {"model": config["model"], "dataset": config["dataset"], "split": "test",
+              "step": int(checkpoint["step"]), **metrics,
+              "eval_seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(report, indent=2))
+    _write_json(Path(args.dir) / "metrics.json", report)
+    _write_figures(model, config, Path(args.dir))
+    return 0
+
+
+# -- argument parsing and error reporting --------------------------------------------------------
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nanogen", description="Train, sample and evaluate "
+                                "nanogen's generative models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("list", help="the models and datasets, one line each").set_defaults(
+        func=cmd_list)
+
+    t = sub.add_parser("train", help="train a model; writes a run directory")
+    t.add_argument("model", metavar="MODEL", help="a model name from `nanogen list`")
+    t.add_argument("--dataset", help="a dataset name from `nanogen list` (default: the model's)")
+    t.add_argument("--steps", type=int, help="total optimizer steps (default: the model's "
+                   "budget, under 10 minutes on a 2-core CPU)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--device", help="cpu (default) or cuda")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--download", action="store_true", help="fetch a missing dataset (mnist, "
+                   "fashion-mnist, cifar10) into $NANOGEN_DATA or ~/.cache/nanogen, checksummed")
+    t.add_argument("--out", metavar="DIR", help=f"run directory (default: "
+                   f"{DEFAULT_RUNS_DIR}/MODEL)")
+    t.add_argument("--resume", action="store_true", help="continue the run in DIR from its "
+                   "checkpoint, exactly as if it had not stopped")
+    t.add_argument("--sample-every", type=int, metavar="K", help="write a sample grid every K "
+                   "steps")
+    t.add_argument("--checkpoint-every", type=int, metavar="K")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw a sample grid from a trained run")
+    s.add_argument("dir", metavar="DIR")
+    s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--nrow", type=int, help="images per row (default: a square grid)")
+    s.add_argument("--out", metavar="FILE.png", help="default: DIR/sample.png")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", help="override the run's device")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="the model's metrics on the test split (JSON, also saved "
+                       "to DIR/metrics.json)")
+    e.add_argument("dir", metavar="DIR")
+    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation's own sampling")
+    e.add_argument("--num-examples", type=int, metavar="N", help="evaluate on N test examples, "
+                   "classes balanced (default: the whole test split)")
+    e.add_argument("--device", help="override the run's device")
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def _user_errors():
+    """The exception types that mean 'bad input', reported as one line."""
+    from .data import DatasetError
+    from .models import UnknownModelError
+    from .serialization import SerializationError
+    from .training import CheckpointError
+    return (UsageError, UnknownModelError, DatasetError, CheckpointError, SerializationError)
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("nanogen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line
+        if os.environ.get("NANOGEN_DEBUG"):
+            raise
+        if isinstance(e, _user_errors()):
+            print(f"nanogen {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        print(f"nanogen {args.command}: unexpected {type(e).__name__}: {e} "
+              f"(set NANOGEN_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

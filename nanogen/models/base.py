@@ -1,0 +1,88 @@
+"""What every generative model offers the training loop, ``nanogen sample`` and ``nanogen eval``.
+
+A model is an ``nn.Module`` with five more methods.  The loop never looks inside a model: it
+asks it for its optimizers once, hands it batches, and asks it for samples and test metrics::
+
+    optimizers = model.configure_optimizers(lr)          # {"model": Adam(...)}, or two for a GAN
+    for batch in loader:                                  # batch = (x, y): images, labels
+        logs = model.training_step(batch, optimizers)     # {"loss": 93.1, ...} -- floats
+    images = model.sample(64)                             # (64, C, H, W) in [0, 1]
+    metrics = model.evaluate(test_loader)                 # {"nll_nats": 88.2, ...}
+    pictures = model.figures(x_test, y_test)              # {"completions": (images, nrow)}
+
+Likelihood models only write :meth:`GenerativeModel.loss`; the default
+:meth:`~GenerativeModel.training_step` does one optimizer step on it.  Models with several
+players (GANs) override ``configure_optimizers`` and ``training_step``.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import nn
+from ..autograd import no_grad
+from ..optim import Adam
+
+__all__ = ["GenerativeModel"]
+
+
+class GenerativeModel(nn.Module):
+    """Base class of the models in :mod:`nanogen.models`.
+
+    Class attributes a model sets:
+
+    * ``data_transform`` -- how the loop scales images for it: ``"binary"`` (pixels in {0, 1}:
+      dynamically binarized for training, binarized once with a fixed seed for evaluation),
+      ``"unit"`` ([0, 1]) or ``"symmetric"`` ([-1, 1]).
+    """
+
+    data_transform = "unit"
+
+    # -- training -------------------------------------------------------------------------------
+    def configure_optimizers(self, lr: float) -> dict:
+        """The optimizers :meth:`training_step` uses, by name (saved in checkpoints by name)."""
+        return {"model": Adam(self.parameters(), lr=lr)}
+
+    def loss(self, x, y=None):
+        """``(loss, logs)``: the scalar Tensor to minimise on a batch and a dict of floats to log."""
+        raise NotImplementedError(f"{type(self).__name__} does not define loss()")
+
+    def training_step(self, batch, optimizers) -> dict:
+        """One update on ``batch = (x, y)``; returns the numbers to log (``"loss"`` first)."""
+        x, y = batch
+        loss, logs = self.loss(x, y)
+        opt = optimizers["model"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss.item()), **logs}
+
+    # -- using a trained model ------------------------------------------------------------------
+    def sample(self, n: int, y=None):
+        """``n`` samples as a Tensor of images of shape (n, C, H, W) with values in [0, 1]."""
+        raise NotImplementedError(f"{type(self).__name__} does not define sample()")
+
+    def figures(self, x, y=None) -> dict:
+        """Model-specific pictures made from a batch of test data ``(x, y)``.
+
+        ``{"name": (images, nrow)}``, images a Tensor (N, C, H, W) in [0, 1]; the command line
+        writes each to ``DIR/name.png`` (a PixelCNN's completions of half images, a VAE's
+        reconstructions and latent manifold).  None by default.
+        """
+        return {}
+
+    def evaluate(self, loader) -> dict:
+        """Metrics on a test loader; by default the mean of ``loss`` over every example."""
+        total, count = 0.0, 0
+        with no_grad():
+            for x, y in loader:
+                loss, _ = self.loss(x, y)
+                total += float(loss.item()) * len(x)
+                count += len(x)
+        if count == 0:
+            raise ValueError("evaluate: the loader yielded no examples")
+        return {"loss": total / count, "num_examples": count}
+
+
+def nats_to_bits_per_dim(nats: float, dims: int) -> float:
+    """A negative log-likelihood in nats per example as bits per dimension: nats / (D ln 2)."""
+    return nats / (dims * math.log(2.0))

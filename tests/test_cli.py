@@ -1,0 +1,227 @@
+"""The ``nanogen`` command: every subcommand end to end, and every bad-input path.
+
+Each error path must end with exactly one line on stderr, no traceback, and a non-zero status.
+Training runs use a handful of steps of the smallest registered model so the module stays fast.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nanogen as ng
+from nanogen import cli
+
+FAST_MODEL = "vae"     # the cheapest registered image model: a few steps take well under a second
+
+
+def run_cli(*argv):
+    """Run ``nanogen ARGV`` in-process; returns (status, stdout, stderr)."""
+    import contextlib
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main([str(a) for a in argv])
+        except SystemExit as e:          # argparse usage errors
+            status = e.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(status, stderr, *fragments):
+    assert status not in (0, None), stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny run directory, trained once for the module (6 steps, batch 16)."""
+    out = tmp_path_factory.mktemp("run") / "vae"
+    status, _, err = run_cli("train", FAST_MODEL, "--steps", 6, "--batch-size", 16,
+                             "--sample-every", 3, "--no-progress", "--out", out)
+    assert status == 0, err
+    return out
+
+
+# -- list ------------------------------------------------------------------------------------------
+def test_list_names_every_model_and_dataset():
+    from nanogen.data import DATASETS
+    from nanogen.models import all_models
+    status, out, _ = run_cli("list")
+    assert status == 0
+    lines = out.splitlines()
+    for name, spec in all_models().items():
+        assert any(line.split()[:1] == [name] and spec.summary in line for line in lines), name
+    for name in DATASETS:
+        assert any(line.split()[:1] == [name] for line in lines), name
+    assert {"pixelcnn", "gated-pixelcnn", "vae", "beta-vae", "vae-2d"} <= set(all_models())
+    assert "mnist5k" in DATASETS
+
+
+# -- train / sample / eval --------------------------------------------------------------------------
+def test_train_writes_the_run_directory(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == FAST_MODEL and config["dataset"] == "mnist5k"
+    assert config["steps"] == 6 and config["batch_size"] == 16
+    records = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == 6 and np.isfinite(records[-1]["loss"])
+    ckpt = ng.load(trained_run / "checkpoint.npz")
+    assert int(ckpt["step"]) == 6
+    with Image.open(trained_run / "samples.png") as im:
+        assert im.size[0] > 28 and im.size[1] > 28
+    assert (trained_run / "loss.png").is_file()
+    assert (trained_run / "reconstructions.png").is_file()
+
+
+def test_resume_extends_a_run_to_more_steps(trained_run, tmp_path):
+    import shutil
+    run = tmp_path / "resumed"
+    shutil.copytree(trained_run, run)
+    status, _, err = run_cli("train", FAST_MODEL, "--steps", 8, "--resume", "--out", run,
+                             "--no-progress")
+    assert status == 0, err
+    assert int(ng.load(run / "checkpoint.npz")["step"]) == 8
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+
+
+def test_sample_writes_a_grid_of_n_images(trained_run, tmp_path):
+    out = tmp_path / "grid.png"
+    status, _, err = run_cli("sample", trained_run, "--n", 9, "--out", out, "--seed", 3)
+    assert status == 0, err
+    with Image.open(out) as im:
+        first = np.asarray(im)
+    # a 3 x 3 grid of 28 x 28 images with 2-pixel padding: 2 + 3 * 30 on each side
+    assert first.shape[:2] == (92, 92)
+    again = tmp_path / "again.png"
+    assert run_cli("sample", trained_run, "--n", 9, "--out", again, "--seed", 3)[0] == 0
+    with Image.open(again) as im:
+        np.testing.assert_array_equal(np.asarray(im), first)   # the seed fixes the samples
+
+
+def test_eval_prints_and_saves_metrics(trained_run):
+    status, out, err = run_cli("eval", trained_run, "--num-examples", 40)
+    assert status == 0, err
+    printed = json.loads(out)
+    saved = json.loads((trained_run / "metrics.json").read_text())
+    assert printed == saved
+    assert saved["num_examples"] == 40 and saved["step"] == 6 and saved["split"] == "test"
+    assert np.isfinite(saved["neg_elbo_nats"]) and saved["neg_elbo_nats"] > 0
+
+
+def test_python_dash_m_runs_the_same_command():
+    proc = subprocess.run([sys.executable, "-m", "nanogen", "list"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "pixelcnn" in proc.stdout and "mnist5k" in proc.stdout
+
+
+# -- every bad-input path: one line, non-zero ------------------------------------------------------
+def test_unknown_model(tmp_path):
+    assert_one_line_error(*run_cli("train", "pixelcn", "--out", tmp_path / "x")[::2],
+                          "unknown model 'pixelcn'", "did you mean 'pixelcnn'")
+
+
+def test_unknown_dataset(tmp_path):
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--dataset", "mnist6k",
+                                   "--out", tmp_path / "x")[::2], "mnist6k")
+
+
+def test_point_dataset_for_an_image_model(tmp_path):
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--dataset", "ring8", "--steps", 1,
+                                   "--out", tmp_path / "x")[::2], "ring8", "image")
+
+
+def test_cuda_without_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(ng.cuda, "is_available", lambda: False)
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--device", "cuda",
+                                   "--out", tmp_path / "x")[::2], "--device cuda", "no GPU")
+
+
+def test_bad_numbers(tmp_path):
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--steps", 0,
+                                   "--out", tmp_path / "x")[::2], "--steps")
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--lr", -1,
+                                   "--out", tmp_path / "x")[::2], "--lr")
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--batch-size", 5000, "--steps", 1,
+                                   "--out", tmp_path / "x")[::2], "--batch-size 5000")
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_directory_without_a_run(tmp_path, command):
+    assert_one_line_error(*run_cli(command, tmp_path / "missing")[::2], "no such run directory")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(*run_cli(command, empty)[::2], "config.json")
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_run_without_a_checkpoint(trained_run, tmp_path, command):
+    run = tmp_path / "nockpt"
+    run.mkdir()
+    (run / "config.json").write_text((trained_run / "config.json").read_text())
+    assert_one_line_error(*run_cli(command, run)[::2], "no checkpoint.npz")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong-content"])
+def test_corrupt_checkpoint(trained_run, tmp_path, damage):
+    import shutil
+    run = tmp_path / damage
+    shutil.copytree(trained_run, run)
+    ckpt = run / "checkpoint.npz"
+    if damage == "truncate":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    elif damage == "garbage":
+        ckpt.write_bytes(b"this is not a checkpoint" * 10)
+    else:
+        ng.save({"something": "else"}, ckpt)
+    for command in ("sample", "eval"):
+        assert_one_line_error(*run_cli(command, run)[::2], "checkpoint")
+
+
+def test_corrupt_config(trained_run, tmp_path):
+    import shutil
+    run = tmp_path / "badconfig"
+    shutil.copytree(trained_run, run)
+    (run / "config.json").write_text("{not json")
+    assert_one_line_error(*run_cli("eval", run)[::2], "config.json", "corrupt")
+
+
+def test_existing_run_needs_resume(trained_run, tmp_path):
+    import shutil
+    run = tmp_path / "again"
+    shutil.copytree(trained_run, run)
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--steps", 7, "--out", run,
+                                   "--no-progress")[::2], "--resume")
+
+
+def test_resume_with_other_settings(trained_run, tmp_path):
+    import shutil
+    run = tmp_path / "other"
+    shutil.copytree(trained_run, run)
+    assert_one_line_error(*run_cli("train", "pixelcnn", "--resume", "--out", run)[::2],
+                          "'vae' run")
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--resume", "--lr", 0.5,
+                                   "--out", run)[::2], "--lr")
+
+
+def test_resume_with_nothing_to_resume(tmp_path):
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--resume", "--steps", 1,
+                                   "--out", tmp_path / "fresh")[::2], "resume")
+
+
+def test_sample_count_and_output_name(trained_run, tmp_path):
+    assert_one_line_error(*run_cli("sample", trained_run, "--n", 0)[::2], "--n")
+    assert_one_line_error(*run_cli("sample", trained_run, "--out", tmp_path / "x.jpg")[::2],
+                          "PNG")
+
+
+def test_console_script_reports_argparse_errors_without_traceback():
+    status, _, err = run_cli("train")          # MODEL missing: argparse's usage error
+    assert status == 2 and "Traceback" not in err and "MODEL" in err

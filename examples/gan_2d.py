@@ -12,7 +12,6 @@ within 3σ of a mode.
     python examples/gan_2d.py --out gan_2d.png
 """
 import argparse
-import math
 import time
 
 import numpy as np
@@ -21,21 +20,15 @@ import nanogen as ng
 import nanogen.nn as nn
 import nanogen.nn.functional as F
 
-RADIUS, STD, MODES = 2.0, 0.02, 8
+from nanogen.data.toy import mode_centres, mode_std, ring_of_gaussians
 
-
-def ring_of_gaussians(n, rng):
-    """n points from a mixture of 8 Gaussians (σ = 0.02) placed on a circle of radius 2."""
-    angles = rng.integers(0, MODES, n) * (2 * math.pi / MODES)
-    centres = np.stack([np.cos(angles), np.sin(angles)], 1) * RADIUS
-    return (centres + rng.standard_normal((n, 2)) * STD).astype(np.float32)
+CENTRES, STD = mode_centres("ring8"), mode_std("ring8")
+MODES = len(CENTRES)
 
 
 def mode_stats(samples):
     """(modes covered, share of samples within 3σ of their nearest mode)."""
-    angles = np.arange(MODES) * (2 * math.pi / MODES)
-    centres = np.stack([np.cos(angles), np.sin(angles)], 1) * RADIUS
-    d = np.linalg.norm(samples[:, None, :] - centres[None], axis=2)
+    d = np.linalg.norm(samples[:, None, :] - CENTRES[None], axis=2)
     nearest, dist = d.argmin(1), d.min(1)
     good = dist < 3 * STD
     return len(set(nearest[good].tolist())), float(good.mean())
@@ -72,7 +65,7 @@ def main():
 
     start = time.time()
     for step in range(1, args.steps + 1):
-        real = ng.tensor(ring_of_gaussians(args.batch_size, rng), device=args.device)
+        real = ng.tensor(ring_of_gaussians(args.batch_size, rng)[0], device=args.device)
         z = ng.randn(args.batch_size, args.latent, device=args.device)
         # discriminator: -[log D(x) + log(1 - D(G(z)))], as logits
         fake = G(z).detach()
@@ -100,7 +93,7 @@ def main():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    real = ring_of_gaussians(2000, rng)
+    real = ring_of_gaussians(2000, rng)[0]
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(real[:, 0], real[:, 1], s=2, alpha=0.4, label="data")
     ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, label="generator")

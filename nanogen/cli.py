@@ -189,11 +189,11 @@ def cmd_train(args):
         if config["model"] != spec.name:
             raise UsageError(f"--resume: {run_dir} holds a {config['model']!r} run, not "
                              f"{spec.name!r}")
-        for flag in ("dataset", "batch_size", "lr", "seed"):
+        for flag in ("dataset", "batch_size", "lr", "lr_schedule", "seed"):
             given = getattr(args, flag)
-            if given is not None and given != config[flag]:
+            if given is not None and given != config.get(flag):
                 raise UsageError(f"--resume: {run_dir} was trained with --{flag.replace('_', '-')}"
-                                 f" {config[flag]}, not {given} (a resumed run keeps its settings)")
+                                 f" {config.get(flag)}, not {given} (a resumed run keeps its settings)")
         if args.steps is not None:
             config["steps"] = args.steps
         if args.device is not None:
@@ -205,6 +205,7 @@ def cmd_train(args):
             "steps": args.steps if args.steps is not None else spec.steps,
             "batch_size": args.batch_size if args.batch_size is not None else spec.batch_size,
             "lr": args.lr if args.lr is not None else spec.lr,
+            "lr_schedule": args.lr_schedule or spec.lr_schedule,
             "seed": args.seed if args.seed is not None else 0,
             "device": args.device or "cpu",
             "model_kwargs": dict(spec.kwargs),
@@ -231,7 +232,8 @@ def cmd_train(args):
           f"({len(dataset):,} examples) for {config['steps']:,} steps of {config['batch_size']} "
           f"on {config['device']} -> {run_dir}", file=sys.stderr)
     result = train(model, loader, steps=config["steps"], out_dir=run_dir, config=config,
-                   lr=config["lr"], resume=args.resume,
+                   lr=config["lr"], lr_schedule=config.get("lr_schedule", "constant"),
+                   resume=args.resume,
                    sample_every=args.sample_every or spec.sample_every,
                    checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
                    num_samples=spec.num_samples, progress=not args.no_progress)
@@ -316,6 +318,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "budget, under 10 minutes on a 2-core CPU)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--lr-schedule", choices=["constant", "cosine"], help="constant, or cosine "
+                   "decay from --lr towards 0 over --steps (default: the model's)")
     t.add_argument("--device", help="cpu (default) or cuda")
     t.add_argument("--seed", type=int)
     t.add_argument("--download", action="store_true", help="fetch a missing dataset (mnist, "

@@ -456,3 +456,31 @@ def test_a_loader_without_batches_is_reported(tmp_path):
     with pytest.raises(ValueError, match="yields no batches"):
         train(TinyModel(), ShufflingLoader(IMAGES[:4], batch_size=8), steps=2,
               out_dir=str(tmp_path), config=CONFIG, progress=False)
+
+
+# ------------------------------------------------------------------------------ lr schedules
+def test_cosine_schedule_sets_each_step_lr_and_resumes_exactly(tmp_path):
+    from nanogen.training.loop import learning_rate_factor
+    steps = 6
+    seen = []
+
+    class Recording(TinyModel):
+        def training_step(self, batch, optimizers):
+            seen.append(optimizers["encoder"].param_groups[0]["lr"])
+            return super().training_step(batch, optimizers)
+
+    ng.manual_seed(0)
+    run(tmp_path / "straight", steps, model=Recording(16), lr_schedule="cosine")
+    expected = [0.01 * 0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(steps)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert seen[0] == 0.01 and seen[-1] < 0.001 and seen == sorted(seen, reverse=True)
+    assert learning_rate_factor("constant", 3, steps) == 1.0
+    # stopped (Ctrl-C) after 2 of the 6 steps, then resumed: the schedule is a function of the
+    # step and the total, so the resumed run takes the same steps
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "broken", steps, model=make_model(interrupt_at=3), lr_schedule="cosine")
+    run(tmp_path / "broken", steps, init_seed=99, resume=True, lr_schedule="cosine")
+    run(tmp_path / "straight2", steps, lr_schedule="cosine")
+    assert_same_training_state(tmp_path / "straight2", tmp_path / "broken")
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
+        run(tmp_path / "bad", steps, lr_schedule="linear")

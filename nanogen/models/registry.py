@@ -33,6 +33,7 @@ class ModelSpec:
     steps: int = 1000
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"     # or "cosine": see nanogen.training.loop.learning_rate_factor
     sample_every: int = 500
     num_samples: int = 64
     kwargs: dict = field(default_factory=dict)

@@ -103,7 +103,7 @@ class RunFiles:
 # ------------------------------------------------------------------------------ the loop
 def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sample_every=500,
           checkpoint_every=500, log_every=10, num_samples=64, sample_seed=0,
-          progress=True) -> TrainResult:
+          progress=True, lr_schedule="constant") -> TrainResult:
     """Train ``model`` on batches from ``loader`` up to ``steps`` updates in total.
 
     ``model`` is a :class:`~nanogen.models.GenerativeModel`; ``loader`` yields ``(x, y)``
@@ -115,13 +115,21 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
     ``resume=False`` refuses a directory that already holds a checkpoint.  Returns a
     :class:`TrainResult`.  Problems with the directory or its checkpoint raise
     :class:`~nanogen.training.CheckpointError`.
+
+    ``lr_schedule`` is ``"constant"`` or ``"cosine"`` (see :func:`learning_rate_factor`): a
+    function of the step alone, so a resumed run follows the same schedule.
     """
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {LR_SCHEDULES}")
     _check_arguments(model, loader, steps, config, log_every=log_every,
                      sample_every=sample_every, checkpoint_every=checkpoint_every,
                      num_samples=num_samples)
     files = RunFiles(os.fspath(out_dir))
     checkpoint = _open_run_directory(files, config, resume)
     optimizers = _configure_optimizers(model, lr)
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
     step, seconds = 0, 0.0
     if checkpoint is not None:
         step, seconds = restore_checkpoint(checkpoint, model, optimizers, loader,
@@ -153,6 +161,7 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 if stop_requested():
                     raise KeyboardInterrupt
                 position = _Position.of(loader)
+                _set_learning_rates(optimizers, learning_rate_factor(lr_schedule, step, steps))
                 start = time.perf_counter()
                 logs = _as_log_values(model.training_step(next(batches), optimizers))
                 seconds += time.perf_counter() - start
@@ -178,6 +187,26 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
 
 
 # ------------------------------------------------------------------------------ pieces
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_factor(schedule, step, steps):
+    r"""The multiple of each group's initial lr used for update ``step`` (0-based) of ``steps``.
+
+    ``"constant"``: 1.  ``"cosine"`` (Loshchilov & Hutter 2017, without restarts):
+    :math:`\tfrac12 (1 + \cos(\pi t / T))`, from 1 at the first update down towards 0 at the last.
+    """
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+def _set_learning_rates(optimizers, factor):
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
+
 def _check_arguments(model, loader, steps, config, **every):
     for method in ("configure_optimizers", "training_step", "sample", "train", "eval",
                    "state_dict", "load_state_dict"):

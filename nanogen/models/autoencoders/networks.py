@@ -1,0 +1,143 @@
+r"""The convolutional encoder and decoder stacks the autoencoders share (VAE, and later the plain,
+denoising and vector-quantised autoencoders).
+
+The encoder halves the image once per entry of ``channels`` with a stride-2 4x4 convolution
+(padding 1), flattens, and maps the features to a vector with a linear layer (two, with a hidden
+layer of ``hidden_features`` between them)::
+
+    (N, C, 28, 28) -conv-> (N, 32, 14, 14) -conv-> (N, 64, 7, 7) -flatten-> (N, 3136) -linear-> (N, F)
+
+The decoder mirrors it: linear layers up to the smallest feature map, then one stride-2 4x4
+transposed convolution per entry of ``channels`` (in reverse), the last one producing the image's
+``C`` channels with no activation after it (the model reads them as logits or means)::
+
+    (N, D) -linear-> (N, 64, 7, 7) -convT-> (N, 32, 14, 14) -convT-> (N, C, 28, 28)
+
+``depth`` > 1 adds ``depth - 1`` stride-1 3x3 convolutions at each resolution (after each
+downsampling, before each upsampling); ``dropout`` > 0 drops the flattened features (encoder) and
+the first feature map (decoder) during training.
+
+Each stride-2 layer maps a side :math:`s` to :math:`s/2` (encoder) and back to :math:`2s`
+(decoder), so the image's height and width must be divisible by :math:`2^{L}` for
+:math:`L` = ``len(channels)``; :func:`feature_map_shape` checks that.
+"""
+from __future__ import annotations
+
+import math
+
+from ... import nn
+
+__all__ = ["ConvEncoder", "ConvDecoder", "feature_map_shape", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
+
+
+def _activation(name: str):
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of "
+                         f"{', '.join(sorted(ACTIVATIONS))}") from None
+
+
+def _check_image_shape(image_shape) -> tuple:
+    shape = tuple(image_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {image_shape!r}")
+    return shape
+
+
+def _check_channels(channels) -> tuple:
+    channels = tuple(channels)
+    if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
+        raise ValueError(f"channels must be a non-empty sequence of positive ints, got "
+                         f"{channels!r}")
+    return channels
+
+
+def feature_map_shape(image_shape, channels) -> tuple:
+    """(C_last, H / 2^L, W / 2^L): the encoder's last feature map for ``L = len(channels)``
+    stride-2 layers; a ValueError when H or W is not divisible by 2^L."""
+    c, h, w = _check_image_shape(image_shape)
+    channels = _check_channels(channels)
+    factor = 2 ** len(channels)
+    if h % factor or w % factor:
+        raise ValueError(f"image size {h}x{w} is not divisible by {factor}: {len(channels)} "
+                         f"stride-2 layers (channels={channels}) need sides that halve "
+                         f"{len(channels)} times")
+    return channels[-1], h // factor, w // factor
+
+
+def _dropout(p: float) -> list:
+    """[Dropout(p)], or nothing for p = 0."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p!r}")
+    return [nn.Dropout(p)] if p > 0 else []
+
+
+def _same_size_convs(channels: int, depth: int, activation: str) -> list:
+    """depth - 1 pairs of (3x3 stride-1 conv, activation) that keep the feature map's size: with
+    ``depth`` convolutions per resolution instead of one."""
+    if not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be a positive int, got {depth!r}")
+    return [layer for _ in range(depth - 1)
+            for layer in (nn.Conv2d(channels, channels, 3, padding=1), _activation(activation))]
+
+
+def _linear_stack(in_features: int, out_features: int, hidden_features, activation: str) -> list:
+    """Linear(in, out), or Linear(in, hidden) -> act -> Linear(hidden, out)."""
+    if hidden_features is None:
+        return [nn.Linear(in_features, out_features)]
+    if not isinstance(hidden_features, int) or hidden_features <= 0:
+        raise ValueError(f"hidden_features must be a positive int or None, got "
+                         f"{hidden_features!r}")
+    return [nn.Linear(in_features, hidden_features), _activation(activation),
+            nn.Linear(hidden_features, out_features)]
+
+
+class ConvEncoder(nn.Module):
+    """x (N, C, H, W) -> (N, out_features): stride-2 convolutions, then linear layers
+    (``dropout`` > 0 drops flattened features during training)."""
+
+    def __init__(self, image_shape, out_features: int, channels=(32, 64),
+                 hidden_features: int | None = None, activation: str = "relu",
+                 dropout: float = 0.0, depth: int = 1):
+        super().__init__()
+        self.image_shape = _check_image_shape(image_shape)
+        fmap = feature_map_shape(self.image_shape, channels)
+        layers = []
+        for c_in, c_out in zip((self.image_shape[0],) + tuple(channels), channels):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), _activation(activation)]
+            layers += _same_size_convs(c_out, depth, activation)
+        layers.append(nn.Flatten())
+        layers += _dropout(dropout)
+        layers += _linear_stack(math.prod(fmap), out_features, hidden_features, activation)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """z (N, in_features) -> (N, C, H, W) pre-activations (logits): linear layers, then
+    stride-2 transposed convolutions (``dropout`` > 0 drops the first feature map's values during
+    training)."""
+
+    def __init__(self, in_features: int, image_shape, channels=(32, 64),
+                 hidden_features: int | None = None, activation: str = "relu",
+                 dropout: float = 0.0, depth: int = 1):
+        super().__init__()
+        self.image_shape = _check_image_shape(image_shape)
+        fmap = feature_map_shape(self.image_shape, channels)
+        layers = _linear_stack(in_features, math.prod(fmap), hidden_features, activation)
+        layers += [_activation(activation), *_dropout(dropout), nn.Unflatten(1, fmap)]
+        widths = tuple(reversed(channels)) + (self.image_shape[0],)
+        for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
+            layers += _same_size_convs(c_in, depth, activation)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+            if i < len(widths) - 2:
+                layers.append(_activation(activation))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)

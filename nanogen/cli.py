@@ -63,8 +63,15 @@ def build_model(config: dict, dataset=None):
     if dataset.kind != "image":
         raise UsageError(f"model {spec.name!r} models images, but dataset {config['dataset']!r} "
                          f"holds {dataset.kind}; pick an image dataset (see `nanogen list`)")
-    model = spec.build(image_shape=tuple(dataset.sample_shape), num_classes=dataset.num_classes,
-                       **config.get("model_kwargs", {}))
+    kwargs = config.get("model_kwargs", {})
+    try:
+        model = spec.build(image_shape=tuple(dataset.sample_shape),
+                           num_classes=dataset.num_classes, **kwargs)
+    except TypeError as e:
+        if "argument" not in str(e):
+            raise
+        raise UsageError(f"model {spec.name!r} does not take these arguments "
+                         f"{sorted(kwargs)}: {e}") from None
     return model.to(config.get("device", "cpu"))
 
 
@@ -85,7 +92,8 @@ def _read_config(run_dir: Path) -> dict:
 
 
 def load_run(run_dir, device=None):
-    """``(model, config, checkpoint)`` for a trained run directory, weights loaded, eval mode."""
+    """``(model, config, checkpoint)`` for a trained run directory, weights loaded (the average
+    of the weights when the run kept one), in eval mode."""
     from .training import load_checkpoint
     run_dir = Path(run_dir)
     config = _read_config(run_dir)
@@ -95,6 +103,11 @@ def load_run(run_dir, device=None):
     model = build_model(config)
     try:
         model.load_state_dict(checkpoint["model"])
+        if "ema" in checkpoint:             # sample and evaluate with the averaged weights
+            from .optim import ExponentialMovingAverage
+            ema = ExponentialMovingAverage(model)
+            ema.load_state_dict(checkpoint["ema"])
+            ema.copy_to(model)
     except (KeyError, ValueError, RuntimeError) as e:
         raise UsageError(f"{run_dir}: the checkpoint does not fit the model in config.json "
                          f"({e})") from None
@@ -189,7 +202,7 @@ def cmd_train(args):
         if config["model"] != spec.name:
             raise UsageError(f"--resume: {run_dir} holds a {config['model']!r} run, not "
                              f"{spec.name!r}")
-        for flag in ("dataset", "batch_size", "lr", "lr_schedule", "seed"):
+        for flag in ("dataset", "batch_size", "lr", "lr_schedule", "ema_decay", "seed"):
             given = getattr(args, flag)
             if given is not None and given != config.get(flag):
                 raise UsageError(f"--resume: {run_dir} was trained with --{flag.replace('_', '-')}"
@@ -206,9 +219,10 @@ def cmd_train(args):
             "batch_size": args.batch_size if args.batch_size is not None else spec.batch_size,
             "lr": args.lr if args.lr is not None else spec.lr,
             "lr_schedule": args.lr_schedule or spec.lr_schedule,
+            "ema_decay": args.ema_decay if args.ema_decay is not None else spec.ema_decay,
             "seed": args.seed if args.seed is not None else 0,
             "device": args.device or "cpu",
-            "model_kwargs": dict(spec.kwargs),
+            "model_kwargs": {**spec.kwargs, **_parse_model_args(args.arg or [])},
             "nanogen_version": ng.__version__,
         }
     for key in ("steps", "batch_size"):
@@ -233,6 +247,7 @@ def cmd_train(args):
           f"on {config['device']} -> {run_dir}", file=sys.stderr)
     result = train(model, loader, steps=config["steps"], out_dir=run_dir, config=config,
                    lr=config["lr"], lr_schedule=config.get("lr_schedule", "constant"),
+                   ema_decay=config.get("ema_decay"),
                    resume=args.resume,
                    sample_every=args.sample_every or spec.sample_every,
                    checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
@@ -261,6 +276,21 @@ def cmd_sample(args):
     print(f"wrote {args.n} samples to {out} ({_fmt_seconds(time.perf_counter() - t0)})",
           file=sys.stderr)
     return 0
+
+
+def _parse_model_args(pairs):
+    """``["latent_dim=32", "channels=[32,64]"]`` -> ``{"latent_dim": 32, "channels": [32, 64]}``
+    (values are JSON when they parse as JSON, strings otherwise)."""
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--arg {pair!r}: write it as NAME=VALUE, e.g. --arg latent_dim=32")
+        try:
+            parsed[key] = json.loads(value)
+        except ValueError:
+            parsed[key] = value
+    return parsed
 
 
 def _load_for_use(args):
@@ -326,6 +356,10 @@ def make_parser() -> argparse.ArgumentParser:
                    "fashion-mnist, cifar10) into $NANOGEN_DATA or ~/.cache/nanogen, checksummed")
     t.add_argument("--out", metavar="DIR", help=f"run directory (default: "
                    f"{DEFAULT_RUNS_DIR}/MODEL)")
+    t.add_argument("--ema-decay", type=float, metavar="D", help="keep an exponential moving "
+                   "average of the weights (e.g. 0.999), used by sample and eval")
+    t.add_argument("--arg", action="append", metavar="NAME=VALUE", help="a model argument "
+                   "(repeatable), e.g. --arg latent_dim=32 --arg 'channels=[32,64]'")
     t.add_argument("--resume", action="store_true", help="continue the run in DIR from its "
                    "checkpoint, exactly as if it had not stopped")
     t.add_argument("--sample-every", type=int, metavar="K", help="write a sample grid every K "

@@ -225,3 +225,29 @@ def test_sample_count_and_output_name(trained_run, tmp_path):
 def test_console_script_reports_argparse_errors_without_traceback():
     status, _, err = run_cli("train")          # MODEL missing: argparse's usage error
     assert status == 2 and "Traceback" not in err and "MODEL" in err
+
+
+def test_model_arguments_and_weight_average(tmp_path):
+    out = tmp_path / "small"
+    status, _, err = run_cli("train", FAST_MODEL, "--steps", 3, "--batch-size", 8, "--no-progress",
+                             "--arg", "latent_dim=3", "--arg", "channels=[4,8]",
+                             "--ema-decay", "0.5", "--lr-schedule", "cosine", "--out", out)
+    assert status == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_kwargs"]["latent_dim"] == 3 and config["model_kwargs"]["channels"] == [4, 8]
+    assert config["ema_decay"] == 0.5 and config["lr_schedule"] == "cosine"
+    model, _, checkpoint = cli.load_run(out)
+    assert model.latent_dim == 3
+    # sample and eval use the averaged weights, not the last iterate
+    shadow = checkpoint["ema"]["shadow_params"]
+    params = list(model.parameters())
+    assert all(np.array_equal(p.detach().numpy(), s.numpy()) for p, s in zip(params, shadow))
+    assert any(not np.array_equal(p.detach().numpy(), v.numpy())
+               for p, v in zip(params, checkpoint["model"].values()))
+
+
+def test_bad_model_arguments(tmp_path):
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--arg", "no_such_thing=1", "--steps", 1,
+                                   "--out", tmp_path / "x")[::2], "no_such_thing")
+    assert_one_line_error(*run_cli("train", FAST_MODEL, "--arg", "latent_dim", "--steps", 1,
+                                   "--out", tmp_path / "x")[::2], "NAME=VALUE")

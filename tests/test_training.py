@@ -484,3 +484,39 @@ def test_cosine_schedule_sets_each_step_lr_and_resumes_exactly(tmp_path):
     assert_same_training_state(tmp_path / "straight2", tmp_path / "broken")
     with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
         run(tmp_path / "bad", steps, lr_schedule="linear")
+
+
+# ------------------------------------------------------------------------------ weight average
+def test_weight_average_is_checkpointed_resumed_exactly_and_used_for_samples(tmp_path):
+    from nanogen.optim import ExponentialMovingAverage
+    steps = 6
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "broken", steps, model=make_model(interrupt_at=4), ema_decay=0.9)
+    run(tmp_path / "broken", steps, init_seed=99, resume=True, ema_decay=0.9)
+
+    class Recording(TinyModel):              # remembers the weights each sample grid used
+        def sample(self, n, y=None):
+            shown.append(self.decoder.weight.detach().numpy().copy())
+            return super().sample(n, y)
+
+    shown = []
+    ng.manual_seed(0)
+    model, _ = run(tmp_path / "straight", steps, model=Recording(16), ema_decay=0.9)
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "broken")
+    assert_same_training_state(tmp_path / "straight", tmp_path / "broken")
+    assert_identical(a["ema"], b["ema"], "ema")
+    assert a["ema"]["num_updates"] == steps
+    # the grid was drawn with the average, which differs from the last iterate, and the
+    # training weights were put back afterwards
+    average = make_model(init_seed=5)
+    ema = ExponentialMovingAverage(average, decay=0.9)
+    ema.load_state_dict(a["ema"])
+    ema.copy_to(average)
+    assert np.array_equal(shown[-1], average.decoder.weight.detach().numpy())
+    assert not np.array_equal(shown[-1], model.decoder.weight.detach().numpy())
+    assert np.array_equal(model.decoder.weight.detach().numpy(),
+                          a["model"]["decoder.weight"].numpy())
+    # a run without an average cannot be resumed as one that keeps it
+    run(tmp_path / "plain", 2)
+    with pytest.raises(CheckpointError, match="holds no average"):
+        run(tmp_path / "plain", 4, resume=True, ema_decay=0.9)

@@ -34,6 +34,7 @@ class ModelSpec:
     batch_size: int = 64
     lr: float = 1e-3
     lr_schedule: str = "constant"     # or "cosine": see nanogen.training.loop.learning_rate_factor
+    ema_decay: float | None = None    # keep an average of the weights for sampling and eval
     sample_every: int = 500
     num_samples: int = 64
     kwargs: dict = field(default_factory=dict)

@@ -10,7 +10,8 @@
      "model": model.state_dict(),
      "optimizers": {"model": adam.state_dict()},        # by the names configure_optimizers gave
      "rng": ng.get_rng_state(),          # the global generator, before the next step
-     "loader": loader.state_dict()}      # the position of the next batch
+     "loader": loader.state_dict(),      # the position of the next batch
+     "ema": ema.state_dict()}            # only for a run that keeps an average of its weights
 
 Restoring all of it -- weights, optimizer moments, the random stream and the data order -- makes
 a resumed run draw the same dropout masks and batches, in the same order, as an unbroken one:
@@ -53,7 +54,7 @@ def checkpoint_path(path_or_dir) -> str:
 
 
 def save_checkpoint(path_or_dir, *, step, seconds, config, model, optimizers, rng_state,
-                    loader_state) -> str:
+                    loader_state, ema=None) -> str:
     """Write a checkpoint (the layout above) of ``model`` and ``optimizers`` (a dict by name).
 
     ``rng_state`` (``ng.get_rng_state()``) and ``loader_state`` (``loader.state_dict()``) are
@@ -61,10 +62,13 @@ def save_checkpoint(path_or_dir, *, step, seconds, config, model, optimizers, rn
     that was interrupted.  Returns the file's path.
     """
     path = checkpoint_path(path_or_dir)
-    save({"format": FORMAT, "version": VERSION, "step": int(step), "seconds": float(seconds),
-          "config": config, "model": model.state_dict(),
-          "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-          "rng": rng_state, "loader": loader_state}, path)
+    checkpoint = {"format": FORMAT, "version": VERSION, "step": int(step),
+                  "seconds": float(seconds), "config": config, "model": model.state_dict(),
+                  "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                  "rng": rng_state, "loader": loader_state}
+    if ema is not None:
+        checkpoint["ema"] = ema.state_dict()
+    save(checkpoint, path)
     return path
 
 
@@ -129,7 +133,7 @@ def check_same_run(checkpoint, config, where):
                                   f"resume it with {key} {saved!r}, or choose another --out")
 
 
-def restore_checkpoint(checkpoint, model, optimizers, loader, where) -> tuple:
+def restore_checkpoint(checkpoint, model, optimizers, loader, where, ema=None) -> tuple:
     """Load a checkpoint's states into ``model``, ``optimizers`` (by name), the global RNG and
     ``loader``; return ``(step, seconds)``.  A state that does not fit (another architecture,
     other optimizers) raises :class:`CheckpointError` naming ``where``."""
@@ -143,6 +147,11 @@ def restore_checkpoint(checkpoint, model, optimizers, loader, where) -> tuple:
               for name in names]
     steps += [("random generator state", lambda: ng_random.set_rng_state(checkpoint["rng"])),
               ("data loader position", lambda: loader.load_state_dict(checkpoint["loader"]))]
+    if ema is not None:
+        if "ema" not in checkpoint:
+            raise CheckpointError(f"{where}: the run averages its weights (ema_decay) but the "
+                                  f"checkpoint holds no average")
+        steps.append(("weight average", lambda: ema.load_state_dict(checkpoint["ema"])))
     for what, restore in steps:
         try:
             restore()

@@ -42,11 +42,12 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from .. import random as ng_random
 from ..autograd import no_grad
+from ..optim import ExponentialMovingAverage
 from ..utils import display_scale, make_grid, plot_curves, save_image, scatter_points
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, check_same_run, load_checkpoint,
                          restore_checkpoint, save_checkpoint)
@@ -103,7 +104,7 @@ class RunFiles:
 # ------------------------------------------------------------------------------ the loop
 def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sample_every=500,
           checkpoint_every=500, log_every=10, num_samples=64, sample_seed=0,
-          progress=True, lr_schedule="constant") -> TrainResult:
+          progress=True, lr_schedule="constant", ema_decay=None) -> TrainResult:
     """Train ``model`` on batches from ``loader`` up to ``steps`` updates in total.
 
     ``model`` is a :class:`~nanogen.models.GenerativeModel`; ``loader`` yields ``(x, y)``
@@ -118,6 +119,11 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
 
     ``lr_schedule`` is ``"constant"`` or ``"cosine"`` (see :func:`learning_rate_factor`): a
     function of the step alone, so a resumed run follows the same schedule.
+
+    ``ema_decay`` keeps an exponential moving average of the weights
+    (:class:`nanogen.optim.ExponentialMovingAverage`), updated after every step, saved in the
+    checkpoint (``"ema"``) and used for the sample grids; ``nanogen sample`` and ``nanogen eval``
+    load the averaged weights.
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {LR_SCHEDULES}")
@@ -130,10 +136,11 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
     for opt in optimizers.values():
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
+    ema = ExponentialMovingAverage(model, decay=ema_decay) if ema_decay is not None else None
     step, seconds = 0, 0.0
     if checkpoint is not None:
         step, seconds = restore_checkpoint(checkpoint, model, optimizers, loader,
-                                           where=files.root)
+                                           where=files.root, ema=ema)
         if step > steps:
             raise CheckpointError(f"{files.root}: the checkpoint is at step {step}, past the "
                                   f"requested {steps} steps: ask for more steps to go on")
@@ -147,7 +154,7 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
     def save(position):
         save_checkpoint(files.checkpoint, step=step, seconds=seconds, config=config,
                         model=model, optimizers=optimizers, rng_state=position.rng,
-                        loader_state=position.loader)
+                        loader_state=position.loader, ema=ema)
 
     name = str(config.get("model") or type(model).__name__)
     bar = _progress_bar(progress, total=steps, initial=step, desc=name)
@@ -164,6 +171,8 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 _set_learning_rates(optimizers, learning_rate_factor(lr_schedule, step, steps))
                 start = time.perf_counter()
                 logs = _as_log_values(model.training_step(next(batches), optimizers))
+                if ema is not None:
+                    ema.update()
                 seconds += time.perf_counter() - start
                 step, position = step + 1, None
                 bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:1]},
@@ -173,7 +182,8 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 if step % log_every == 0 or last:
                     log.append({"step": step, **logs, "seconds": round(seconds, 3)})
                 if step % sample_every == 0 or last:
-                    _write_samples(model, num_samples, sample_seed, files, step)
+                    with ema.average_parameters() if ema is not None else nullcontext():
+                        _write_samples(model, num_samples, sample_seed, files, step)
                     _plot_losses(log, files, title=name)
                 if step % checkpoint_every == 0 or last:
                     save(_Position.of(loader))

@@ -404,6 +404,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nanogen: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:             # `nanogen list | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # noqa: BLE001 - every failure becomes one line
         if os.environ.get("NANOGEN_DEBUG"):
             raise

@@ -138,13 +138,7 @@ class _Conv(_ConvNd):
         if self.padding_mode == "zeros":
             return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                         self.groups)
-        pad = getattr(F, "pad", None)
-        if pad is None:
-            raise NotImplementedError(f"{type(self).__name__}: padding_mode="
-                                      f"{self.padding_mode!r} needs F.pad, which this build "
-                                      f"lacks; pad the input with F.pad yourself, or use "
-                                      f"padding_mode='zeros'")
-        return conv(pad(input, self._explicit_padding(), mode=self.padding_mode), self.weight,
+        return conv(F.pad(input, self._explicit_padding(), mode=self.padding_mode), self.weight,
                     self.bias, self.stride, 0, self.dilation, self.groups)
 
 

@@ -33,9 +33,15 @@ class GenerativeModel(nn.Module):
     * ``data_transform`` -- how the loop scales images for it: ``"binary"`` (pixels in {0, 1}:
       dynamically binarized for training, binarized once with a fixed seed for evaluation),
       ``"unit"`` ([0, 1]) or ``"symmetric"`` ([-1, 1]).
+    * ``batches_per_step`` -- how many batches one :meth:`training_step` consumes; the loop
+      joins them along the first axis (a GAN's k discriminator updates split them again).
+    * ``judged_by_samples`` -- True for models with no likelihood to report (GANs, diffusion):
+      ``nanogen eval`` then scores their samples with :mod:`nanogen.metrics` (FID, KID, IS).
     """
 
     data_transform = "unit"
+    batches_per_step = 1
+    judged_by_samples = False
 
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self, lr: float) -> dict:

@@ -46,6 +46,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from .. import random as ng_random
+from ..functional import cat
 from ..autograd import no_grad
 from ..optim import ExponentialMovingAverage
 from ..utils import display_scale, make_grid, plot_curves, save_image, scatter_points
@@ -173,7 +174,8 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 position = _Position.of(loader)
                 _set_learning_rates(optimizers, learning_rate_factor(lr_schedule, step, steps))
                 start = time.perf_counter()
-                logs = _as_log_values(model.training_step(next(batches), optimizers))
+                batch = _step_batch(batches, getattr(model, "batches_per_step", 1))
+                logs = _as_log_values(model.training_step(batch, optimizers))
                 if ema is not None:
                     ema.update()
                 seconds += time.perf_counter() - start
@@ -280,6 +282,18 @@ class _Position:
     @classmethod
     def of(cls, loader):
         return cls(ng_random.get_rng_state(), loader.state_dict())
+
+
+def _step_batch(batches, k):
+    """The data of one step: the next batch, or -- for a model with ``batches_per_step = k``
+    (a GAN's k discriminator updates per generator update) -- the next k batches joined along
+    the first axis, which the model splits again."""
+    if k == 1:
+        return next(batches)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"train: batches_per_step must be a positive int, got {k!r}")
+    parts = [next(batches) for _ in range(k)]
+    return tuple(cat([p[i] for p in parts]) for i in range(len(parts[0])))
 
 
 def _endless_batches(loader):

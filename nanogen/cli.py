@@ -5,14 +5,17 @@
     nanogen list                                   # the models and datasets, one line each
     nanogen train MODEL [--dataset mnist5k] [--steps N] [--batch-size B] [--lr LR]
                         [--device cpu|cuda] [--seed S] [--out DIR] [--resume]
-    nanogen sample DIR [--n 64] [--out FILE.png] [--seed S]
-    nanogen eval DIR [--seed S]
+    nanogen sample DIR [--n 64] [--out FILE.png] [--seed S] [--sampler ddim --sampler-steps 50]
+    nanogen eval DIR [--seed S] [--num-examples N] [--num-samples N] [--sampler ...]
 
 A run lives in one directory (``runs/MODEL`` unless ``--out`` says otherwise):
 ``config.json`` (what was trained, on what, how), ``checkpoint.npz`` (model, optimizers, RNG
 and data-loader state, step), ``log.jsonl`` and ``loss.png`` (the losses), ``samples.png`` (the
 latest sample grid), the model's own pictures (``completions.png``, ``reconstructions.png``,
-``manifold.png``) and, after ``nanogen eval``, ``metrics.json``.
+``manifold.png``) and, after ``nanogen eval``, ``metrics.json`` -- for a model judged by its
+samples (a GAN, DDPM) or when ``--num-samples`` asks for it, with FID, KID and the Inception
+Score of that many samples against the test split (:mod:`nanogen.metrics`) and the
+memorisation check ``nearest_neighbours.png``.
 
 Bad input -- an unknown model or dataset, a directory with no checkpoint, a corrupt checkpoint,
 ``--device cuda`` with no GPU -- ends with one line on stderr and exit status 2; an unexpected
@@ -31,6 +34,9 @@ __all__ = ["main", "build_model", "load_run", "UsageError"]
 
 DEFAULT_RUNS_DIR = "runs"
 EVAL_BATCH_SIZE = 250
+SAMPLE_CHUNK = 250      # samples drawn per model.sample call when scoring many
+NEIGHBOUR_ROWS = 8      # samples shown, each beside its nearest training images
+NEIGHBOURS = 7
 FIGURE_EXAMPLES = 8     # test images the model's figures (completions, reconstructions) start from
 
 
@@ -270,8 +276,8 @@ def cmd_sample(args):
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the sample grid is written as a PNG, name it *.png")
     t0 = time.perf_counter()
-    with ng.no_grad(), ng.random.fork_rng(args.seed):
-        images = model.sample(args.n)
+    with ng.random.fork_rng(args.seed):
+        images = draw_samples(model, args.n, _sampler_options(args, model))
     save_image(images, out, nrow=args.nrow or _grid_width(args.n))
     print(f"wrote {args.n} samples to {out} ({_fmt_seconds(time.perf_counter() - t0)})",
           file=sys.stderr)
@@ -291,6 +297,43 @@ def _parse_model_args(pairs):
         except ValueError:
             parsed[key] = value
     return parsed
+
+
+def _sampler_options(args, model):
+    """``--sampler NAME --sampler-steps K`` as keyword arguments of ``model.sample``, refused
+    with one line when the model's sampler takes no such option."""
+    import inspect
+    options = {}
+    if args.sampler is not None:
+        options["sampler"] = args.sampler
+    if args.sampler_steps is not None:
+        options["steps"] = args.sampler_steps
+    accepted = inspect.signature(model.sample).parameters
+    for name in options:
+        if name not in accepted:
+            flag = "--sampler" if name == "sampler" else "--sampler-steps"
+            raise UsageError(f"{flag}: {type(model).__name__} has a single sampler and takes "
+                             f"no {flag} option")
+    return options
+
+
+def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK):
+    """``n`` samples of ``model`` as one host array, drawn ``chunk`` at a time under no_grad
+    from the current random stream (bounded memory for a diffusion model's n = 1,000)."""
+    import numpy as np
+
+    import nanogen as ng
+    parts = []
+    with ng.no_grad():
+        for start in range(0, n, chunk):
+            try:
+                batch = model.sample(min(chunk, n - start), **(options or {}))
+            except ValueError as e:          # a sampler refusing its options (steps > T, ...)
+                if options:
+                    raise UsageError(f"{type(model).__name__}.sample: {e}") from None
+                raise
+            parts.append(np.asarray(batch.numpy(), dtype=np.float32))
+    return np.concatenate(parts)
 
 
 def _load_for_use(args):
@@ -320,9 +363,15 @@ def cmd_eval(args):
         test = TensorDataset(x[picks], y[picks])
     loader = DataLoader(test, batch_size=EVAL_BATCH_SIZE, shuffle=False,
                         device=config.get("device", "cpu"))
+    num_samples = _num_samples_to_score(args, model, config)
+    options = _sampler_options(args, model)
     t0 = time.perf_counter()
     with ng.no_grad(), ng.random.fork_rng(args.seed):
         metrics = model.evaluate(loader)
+    if num_samples:
+        with ng.random.fork_rng(args.seed + 1):
+            metrics.update(_score_samples(model, config, num_samples, options,
+                                          Path(args.dir), args.seed))
     report = {"model": config["model"], "dataset": config["dataset"], "split": "test",
               "step": int(checkpoint["step"]), **metrics,
               "eval_seconds": round(time.perf_counter() - t0, 1)}
@@ -330,6 +379,41 @@ def cmd_eval(args):
     _write_json(Path(args.dir) / "metrics.json", report)
     _write_figures(model, config, Path(args.dir))
     return 0
+
+
+def _num_samples_to_score(args, model, config):
+    """How many samples FID/KID/IS use: ``--num-samples``, else the model's default when it is
+    judged by its samples (none for a likelihood model, or for 2-D points, which its own
+    ``evaluate`` scores by mode coverage)."""
+    from .data import DATASETS
+    points = DATASETS[config["dataset"]].kind == "points"
+    if args.num_samples is None:
+        return 0 if points or not model.judged_by_samples else model.eval_num_samples
+    if args.num_samples < 0:
+        raise UsageError(f"--num-samples must be at least 0, got {args.num_samples}")
+    if points and args.num_samples:
+        raise UsageError(f"--num-samples: FID, KID and IS judge images; {config['dataset']} "
+                         f"holds 2-D points (its model reports mode coverage instead)")
+    return args.num_samples
+
+
+def _score_samples(model, config, n, options, run_dir: Path, seed: int):
+    """FID, KID and IS of ``n`` samples against the test split, the sampler options beside
+    them, and ``nearest_neighbours.png``: the first samples, each beside its nearest training
+    images in the classifier's feature space."""
+    from . import metrics
+    from .utils.image import save_image
+    samples = draw_samples(model, n, options)
+    try:
+        scores = metrics.sample_quality(samples, dataset=config["dataset"], split="test",
+                                        seed=seed)
+        train_images = _dataset(config["dataset"], "train").arrays[0]
+        grid, nrow = metrics.nearest_neighbour_grid(samples[:NEIGHBOUR_ROWS], train_images,
+                                                    k=NEIGHBOURS)
+    except ValueError as e:          # images the classifier cannot judge (CIFAR's, ...)
+        raise UsageError(f"--num-samples: {e}") from None
+    save_image(grid, run_dir / "nearest_neighbours.png", nrow=nrow)
+    return {**scores, **({"sampler": options} if options else {})}
 
 
 # -- argument parsing and error reporting --------------------------------------------------------
@@ -375,6 +459,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE.png", help="default: DIR/sample.png")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", help="override the run's device")
+    _add_sampler_flags(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="the model's metrics on the test split (JSON, also saved "
@@ -383,9 +468,21 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of the evaluation's own sampling")
     e.add_argument("--num-examples", type=int, metavar="N", help="evaluate on N test examples, "
                    "classes balanced (default: the whole test split)")
+    e.add_argument("--num-samples", type=int, metavar="N", help="score N samples with FID, "
+                   "KID and the Inception Score against the test split, and draw "
+                   "nearest_neighbours.png (default: the model's count for GANs and diffusion "
+                   "models, none for likelihood models; 0 skips)")
     e.add_argument("--device", help="override the run's device")
+    _add_sampler_flags(e)
     e.set_defaults(func=cmd_eval)
     return p
+
+
+def _add_sampler_flags(parser):
+    parser.add_argument("--sampler", help="the model's sampler, for models with several "
+                        "(DDPM: ancestral or ddim)")
+    parser.add_argument("--sampler-steps", type=int, metavar="K", help="sampling steps, for "
+                        "samplers that take few (DDIM)")
 
 
 def _user_errors():

@@ -36,12 +36,14 @@ class GenerativeModel(nn.Module):
     * ``batches_per_step`` -- how many batches one :meth:`training_step` consumes; the loop
       joins them along the first axis (a GAN's k discriminator updates split them again).
     * ``judged_by_samples`` -- True for models with no likelihood to report (GANs, diffusion):
-      ``nanogen eval`` then scores their samples with :mod:`nanogen.metrics` (FID, KID, IS).
+      ``nanogen eval`` then scores ``eval_num_samples`` of their samples with
+      :mod:`nanogen.metrics` (FID, KID, IS) unless ``--num-samples`` says otherwise.
     """
 
     data_transform = "unit"
     batches_per_step = 1
     judged_by_samples = False
+    eval_num_samples = 1000
 
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self, lr: float) -> dict:

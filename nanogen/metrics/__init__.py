@@ -1,0 +1,39 @@
+"""Sample-quality metrics, computed with a small classifier that ships inside the package.
+
+* :func:`sample_quality` -- what ``nanogen eval`` reports for samples: FID, KID and the Inception
+  Score against a real split, with the sample counts beside them;
+* :func:`fid` / :func:`frechet_distance`, :func:`kid`, :func:`inception_score` -- the metrics on
+  features or class probabilities you computed yourself;
+* :func:`classifier_features`, :func:`class_probabilities`, :func:`reference_features` -- the
+  shipped LeNet (:func:`load_classifier`) applied to images (N, 1, 28, 28) in [0, 1];
+* :func:`nearest_neighbours` / :func:`nearest_neighbour_grid` -- the memorisation check;
+* :func:`reference_points` -- real, blurred, shuffled and noise images scored the same way, the
+  scale for the numbers above (``python -m nanogen.metrics.references``).
+
+The classifier's weights are reproduced by ``python -m nanogen.metrics.classifier``; so that this
+command runs its module fresh, the names below are imported lazily, on first use (PEP 562).
+"""
+import importlib
+
+_HOME = {"sample_quality": "quality",
+         "fid": "fid", "frechet_distance": "fid", "gaussian_statistics": "fid",
+         "kid": "kid", "inception_score": "inception_score",
+         "classifier_features": "features", "class_probabilities": "features",
+         "reference_features": "features",
+         "nearest_neighbours": "nearest", "nearest_neighbour_grid": "nearest",
+         "reference_points": "references",
+         "LeNet": "classifier", "load_classifier": "classifier", "train_classifier": "classifier"}
+
+__all__ = list(_HOME)
+
+
+def __getattr__(name):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value                   # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,55 @@
+"""One call for ``nanogen eval``: FID, KID and the Inception Score of a batch of samples.
+
+::
+
+    scores = sample_quality(samples)   # samples (N, 1, 28, 28) in [0, 1]
+    # {"fid": 12.3, "kid": 0.021, "kid_std": 0.004, "inception_score": 9.1, ...,
+    #  "num_samples": 1000, "num_reference": 1000, "reference": "mnist5k/test", ...}
+
+Every number comes with the counts it was computed from -- FID in particular falls as the
+sample count grows, so numbers from different counts do not compare.  The reference is a real
+split's features (:func:`~nanogen.metrics.features.reference_features`, cached).
+"""
+from __future__ import annotations
+
+from .classifier import FEATURE_NETWORK
+from .features import check_images, class_probabilities, classifier_features, reference_features
+from .fid import fid
+from .inception_score import inception_score
+from .kid import kid
+
+__all__ = ["sample_quality"]
+
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 500   # half the default 1,000 samples: the subsets differ, so kid_std shows how
+                        # much KID moves from one set of 500 samples to another
+IS_SPLITS = 10
+
+
+def sample_quality(samples, dataset: str = "mnist5k", split: str = "test", seed: int = 0) -> dict:
+    """FID and KID of ``samples`` against ``dataset``'s ``split``, and their Inception Score.
+
+    ``samples``: images (N, 1, 28, 28) in [0, 1], N >= 2.  ``seed`` picks KID's subsets and
+    the Inception Score's groups.
+    Returns a dict of plain floats and ints: ``fid``, ``kid``, ``kid_std`` (over subsets),
+    ``kid_subset_size``, ``inception_score``, ``inception_score_std`` (over
+    ``inception_score_splits`` groups), ``num_samples``, ``num_reference``, ``reference``
+    (``"dataset/split"``) and ``feature_network``.
+    """
+    samples = check_images(samples, "samples")
+    if len(samples) < 2:
+        raise ValueError(f"samples: FID and KID need at least 2 samples, got {len(samples)}")
+    features = classifier_features(samples, what="samples")
+    reference = reference_features(dataset, split)
+    kid_mean, kid_std = kid(features, reference, num_subsets=KID_SUBSETS,
+                            subset_size=KID_SUBSET_SIZE, seed=seed)
+    splits = min(IS_SPLITS, len(samples))
+    is_mean, is_std = inception_score(class_probabilities(samples, what="samples"), splits,
+                                     seed=seed)
+    return {"fid": fid(features, reference),
+            "kid": kid_mean, "kid_std": kid_std,
+            "kid_subset_size": min(KID_SUBSET_SIZE, len(samples), len(reference)),
+            "inception_score": is_mean, "inception_score_std": is_std,
+            "inception_score_splits": splits,
+            "num_samples": len(samples), "num_reference": len(reference),
+            "reference": f"{dataset}/{split}", "feature_network": FEATURE_NETWORK}

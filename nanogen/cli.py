@@ -257,8 +257,7 @@ def cmd_train(args):
                    resume=args.resume,
                    sample_every=args.sample_every or spec.sample_every,
                    checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
-                   num_samples=spec.num_samples, sample_options=spec.sample_options,
-                   progress=not args.no_progress)
+                   num_samples=spec.num_samples, progress=not args.no_progress)
     written = [run_dir / "samples.png"] + _write_figures(model.eval(), config, run_dir)
     loss = result.logs.get("loss")
     print(f"done: step {result.step:,} in {_fmt_seconds(result.seconds)}"
@@ -278,7 +277,7 @@ def cmd_sample(args):
         raise UsageError(f"--out {out}: the sample grid is written as a PNG, name it *.png")
     t0 = time.perf_counter()
     with ng.random.fork_rng(args.seed):
-        images = draw_samples(model, args.n, _sampler_options(args, model, config))
+        images = draw_samples(model, args.n, _sampler_options(args, model))
     save_image(images, out, nrow=args.nrow or _grid_width(args.n))
     print(f"wrote {args.n} samples to {out} ({_fmt_seconds(time.perf_counter() - t0)})",
           file=sys.stderr)
@@ -300,17 +299,16 @@ def _parse_model_args(pairs):
     return parsed
 
 
-def _sampler_options(args, model, config):
+def _sampler_options(args, model):
     """``--sampler NAME --sampler-steps K`` as keyword arguments of ``model.sample``, refused
     with one line when the model's sampler takes no such option.  Without ``--sampler`` the
-    model's registered preview sampler is the default (DDPM: 50 DDIM steps, since 1,000
-    ancestral steps take hours on a CPU); ``--sampler`` alone drops its step count."""
+    model's preview sampler is the default (DDPM: 50 DDIM steps, since 1,000 ancestral steps
+    take hours on a CPU); ``--sampler`` alone drops its step count."""
     import inspect
-    from .models import get_model_spec
     if args.sampler is not None:
         options = {"sampler": args.sampler}
     else:
-        options = dict(get_model_spec(config["model"]).sample_options)
+        options = dict(model.preview_sampler())
     if args.sampler_steps is not None:
         options["steps"] = args.sampler_steps
     accepted = inspect.signature(model.sample).parameters
@@ -369,7 +367,7 @@ def cmd_eval(args):
     loader = DataLoader(test, batch_size=EVAL_BATCH_SIZE, shuffle=False,
                         device=config.get("device", "cpu"))
     num_samples = _num_samples_to_score(args, model, config)
-    options = _sampler_options(args, model, config)
+    options = _sampler_options(args, model)
     t0 = time.perf_counter()
     with ng.no_grad(), ng.random.fork_rng(args.seed):
         metrics = model.evaluate(loader)

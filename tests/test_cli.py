@@ -251,3 +251,76 @@ def test_bad_model_arguments(tmp_path):
                                    "--out", tmp_path / "x")[::2], "no_such_thing")
     assert_one_line_error(*run_cli("train", FAST_MODEL, "--arg", "latent_dim", "--steps", 1,
                                    "--out", tmp_path / "x")[::2], "NAME=VALUE")
+
+
+# -- sample-quality evaluation ---------------------------------------------------------------------
+TINY_DDPM = ["--arg", "channels=8", "--arg", "channel_mults=[1,2]", "--arg", "num_res_blocks=1",
+             "--arg", "timesteps=20", "--arg", "groups=4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_ddpm_run(tmp_path_factory):
+    """A DDPM small enough to sample in a second: 2 steps of a width-8 U-Net, T = 20."""
+    out = tmp_path_factory.mktemp("run") / "ddpm"
+    status, _, err = run_cli("train", "ddpm", "--steps", 2, "--batch-size", 8, "--no-progress",
+                             "--out", out, *TINY_DDPM)
+    assert status == 0, err
+    return out
+
+
+def test_eval_scores_a_sample_judged_model_with_fid_kid_and_is(tiny_ddpm_run):
+    status, out, err = run_cli("eval", tiny_ddpm_run, "--num-examples", 20, "--num-samples", 30,
+                               "--sampler-steps", 5)
+    assert status == 0, err
+    metrics = json.loads(out)
+    assert metrics["num_samples"] == 30 and metrics["num_reference"] == 1000
+    assert metrics["sampler"] == {"sampler": "ddim", "steps": 5}      # the preview sampler
+    for key in ("fid", "kid", "inception_score", "bits_per_dim"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["fid"] > 0 and 1.0 <= metrics["inception_score"] <= 10.0
+    assert json.loads((tiny_ddpm_run / "metrics.json").read_text())["fid"] == metrics["fid"]
+    with Image.open(tiny_ddpm_run / "nearest_neighbours.png") as im:
+        side = 8 * (28 + 2) + 2       # 8 rows of a sample and its 7 nearest, 2-pixel padding
+        assert im.size == (side, side)
+
+
+def test_eval_num_samples_zero_skips_the_sample_scores(tiny_ddpm_run):
+    status, out, err = run_cli("eval", tiny_ddpm_run, "--num-examples", 10, "--num-samples", 0)
+    assert status == 0, err
+    assert "fid" not in json.loads(out) and "bits_per_dim" in json.loads(out)
+
+
+def test_eval_num_samples_also_scores_a_likelihood_model(trained_run):
+    status, out, err = run_cli("eval", trained_run, "--num-examples", 10, "--num-samples", 20)
+    assert status == 0, err
+    metrics = json.loads(out)
+    assert metrics["num_samples"] == 20 and "neg_elbo_nats" in metrics and "sampler" not in metrics
+
+
+def test_sample_takes_the_sampler_flags_of_a_model_with_several(tiny_ddpm_run, tmp_path):
+    out = tmp_path / "ancestral.png"
+    status, _, err = run_cli("sample", tiny_ddpm_run, "--n", 4, "--sampler", "ancestral",
+                             "--out", out)
+    assert status == 0, err
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--sampler", "ddim"], ["--sampler", "VAE", "single sampler"]),
+    (["--sampler-steps", "5"], ["--sampler-steps", "VAE"]),
+])
+def test_sampler_flags_on_a_single_sampler_model_are_one_line_errors(trained_run, argv,
+                                                                     fragments):
+    status, _, err = run_cli("sample", trained_run, "--n", 2, *argv)
+    assert_one_line_error(status, err, *fragments)
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--sampler", "euler"], ["DDPM.sample", "euler"]),
+    (["--sampler-steps", "500"], ["DDPM.sample", "500"]),
+    (["--num-samples", "-1"], ["--num-samples", "-1"]),
+])
+def test_bad_sample_quality_requests_are_one_line_errors(tiny_ddpm_run, argv, fragments):
+    status, _, err = run_cli("eval", tiny_ddpm_run, "--num-examples", 10, "--num-samples", 4,
+                             *argv)
+    assert_one_line_error(status, err, *fragments)

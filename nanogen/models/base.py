@@ -69,6 +69,12 @@ class GenerativeModel(nn.Module):
         """``n`` samples as a Tensor of images of shape (n, C, H, W) with values in [0, 1]."""
         raise NotImplementedError(f"{type(self).__name__} does not define sample()")
 
+    def preview_sampler(self) -> dict:
+        """Keyword arguments of :meth:`sample` for the training loop's grids and the default of
+        ``nanogen sample`` / ``nanogen eval``: a model with a slow exact sampler names a fast
+        one here (DDPM: a few DDIM steps).  None by default."""
+        return {}
+
     def figures(self, x, y=None) -> dict:
         """Model-specific pictures made from a batch of test data ``(x, y)``.
 

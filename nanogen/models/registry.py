@@ -37,9 +37,6 @@ class ModelSpec:
     ema_decay: float | None = None    # keep an average of the weights for sampling and eval
     sample_every: int = 500
     num_samples: int = 64
-    # keyword arguments of model.sample for the training loop's grids and nanogen eval's scores
-    # unless --sampler says otherwise (DDPM previews with 50 DDIM steps, not 1,000 ancestral)
-    sample_options: dict = field(default_factory=dict)
     kwargs: dict = field(default_factory=dict)
 
 

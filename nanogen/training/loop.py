@@ -105,8 +105,7 @@ class RunFiles:
 # ------------------------------------------------------------------------------ the loop
 def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sample_every=500,
           checkpoint_every=500, log_every=10, num_samples=64, sample_seed=0,
-          progress=True, lr_schedule="constant", ema_decay=None,
-          sample_options=None) -> TrainResult:
+          progress=True, lr_schedule="constant", ema_decay=None) -> TrainResult:
     """Train ``model`` on batches from ``loader`` up to ``steps`` updates in total.
 
     ``model`` is a :class:`~nanogen.models.GenerativeModel`; ``loader`` yields ``(x, y)``
@@ -127,8 +126,8 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
     checkpoint (``"ema"``) and used for the sample grids; ``nanogen sample`` and ``nanogen eval``
     load the averaged weights.
 
-    ``sample_options`` are keyword arguments of ``model.sample`` for the grids (a diffusion
-    model previews with a few DDIM steps).
+    The grids come from ``model.sample(n, **model.preview_sampler())`` (a diffusion model
+    previews with a few DDIM steps).
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {LR_SCHEDULES}")
@@ -192,8 +191,7 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                     log.append({"step": step, **logs, "seconds": round(seconds, 3)})
                 if step % sample_every == 0 or last:
                     with ema.average_parameters() if ema is not None else nullcontext():
-                        _write_samples(model, num_samples, sample_seed, files, step,
-                                       sample_options or {})
+                        _write_samples(model, num_samples, sample_seed, files, step)
                     _plot_losses(log, files, title=name)
                 if step % checkpoint_every == 0 or last:
                     save(_Position.of(loader))
@@ -339,20 +337,21 @@ def _logged_values(record):
     return {k: v for k, v in record.items() if k not in ("step", "seconds")}
 
 
-def _draw_samples(model, num_samples, seed, options):
-    """``model.sample(num_samples, **options)`` in eval mode on a forked random stream (see
-    module doc)."""
+def _draw_samples(model, num_samples, seed):
+    """``model.sample(num_samples, **model.preview_sampler())`` in eval mode on a forked random
+    stream (see module doc)."""
+    preview = getattr(model, "preview_sampler", dict)()
     model.eval()
     try:
         with ng_random.fork_rng(seed), no_grad():
-            return model.sample(num_samples, **options)
+            return model.sample(num_samples, **preview)
     finally:
         model.train()
 
 
-def _write_samples(model, num_samples, seed, files, step, options):
+def _write_samples(model, num_samples, seed, files, step):
     """samples.png and samples/step_XXXXXXXX.png: a grid of images, or a scatter of 2-D points."""
-    samples = _draw_samples(model, num_samples, seed, options)
+    samples = _draw_samples(model, num_samples, seed)
     shape = tuple(samples.shape)
     os.makedirs(files.samples_dir, exist_ok=True)
     if len(shape) == 2 and shape[1] == 2:                         # a 2-D toy distribution

@@ -335,6 +335,13 @@ class DDPM(GenerativeModel):
             kept[0] = x
         return x, kept
 
+    PREVIEW_DDIM_STEPS = 50
+
+    def preview_sampler(self) -> dict:
+        """DDIM with 50 steps (or T, if fewer) for sample grids and CPU evaluation: 20 times
+        fewer network evaluations than ancestral sampling's T = 1,000."""
+        return {"sampler": "ddim", "steps": min(self.PREVIEW_DDIM_STEPS, self.timesteps)}
+
     def sample(self, n: int, y=None, sampler: str = "ancestral", steps: int | None = None,
                eta: float = 0.0):
         """n images in [0, 1] from x_T ~ N(0, I): ``sampler`` ``"ancestral"`` (all T steps, or
@@ -468,7 +475,7 @@ def _rows_of(columns):
 # and figures); the README states the long runs behind the results.
 register(ModelSpec(
     name="ddpm", build=DDPM, steps=60, batch_size=64, lr=1e-3, ema_decay=0.999,
-    sample_every=1000, num_samples=36, sample_options={"sampler": "ddim", "steps": 50},
+    sample_every=1000, num_samples=36,
     kwargs={"schedule": "linear", "channels": 32, "channel_mults": (1, 2, 2),
             "num_res_blocks": 2},
     summary="DDPM: U-Net noise predictor (ResBlocks, adaptive GroupNorm, attention at 7x7), "

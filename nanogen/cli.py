@@ -66,9 +66,10 @@ def build_model(config: dict, dataset=None):
     spec = get_model_spec(config["model"])
     if dataset is None:
         dataset = _dataset(config["dataset"], "train")
-    if dataset.kind != "image":
-        raise UsageError(f"model {spec.name!r} models images, but dataset {config['dataset']!r} "
-                         f"holds {dataset.kind}; pick an image dataset (see `nanogen list`)")
+    if dataset.kind not in spec.data_kinds:
+        raise UsageError(f"model {spec.name!r} models {' or '.join(spec.data_kinds)}, but "
+                         f"dataset {config['dataset']!r} holds {dataset.kind}; pick another "
+                         f"dataset (see `nanogen list`)")
     kwargs = config.get("model_kwargs", {})
     try:
         model = spec.build(image_shape=tuple(dataset.sample_shape),
@@ -190,13 +191,17 @@ def cmd_list(args):
 
 def cmd_train(args):
     import nanogen as ng
-    from .data import DataLoader, train_transform
+    from .data import DataLoader, dataset_info, train_transform
     from .models import get_model_spec
     from .training import CHECKPOINT_NAME, train
 
     spec = get_model_spec(args.model)
     run_dir = Path(args.out or Path(DEFAULT_RUNS_DIR) / spec.name)
     has_checkpoint = (run_dir / CHECKPOINT_NAME).is_file()
+    dataset_name = args.dataset or spec.dataset
+    if args.resume and (run_dir / "config.json").is_file():
+        dataset_name = _read_config(run_dir).get("dataset", dataset_name)
+    spec = spec.for_data(dataset_info(dataset_name).kind)    # e.g. a GAN's 2-D defaults
     if args.resume and not has_checkpoint:
         raise UsageError(f"--resume: {run_dir} holds no {CHECKPOINT_NAME} to continue from "
                          f"(leave out --resume to start a new run there)")
@@ -259,9 +264,9 @@ def cmd_train(args):
                    checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
                    num_samples=spec.num_samples, progress=not args.no_progress)
     written = [run_dir / "samples.png"] + _write_figures(model.eval(), config, run_dir)
-    loss = result.logs.get("loss")
+    first = next(iter(result.logs.items()), None)       # "loss", or a GAN's "loss_d"
     print(f"done: step {result.step:,} in {_fmt_seconds(result.seconds)}"
-          + (f", loss {loss:.3f}" if loss is not None else "")
+          + (f", {first[0]} {first[1]:.3f}" if first is not None else "")
           + f"; wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 

@@ -22,6 +22,8 @@ _HOME = {"sample_quality": "quality",
          "reference_features": "features",
          "nearest_neighbours": "nearest", "nearest_neighbour_grid": "nearest",
          "reference_points": "references",
+         "mode_coverage": "modes", "toy_mode_coverage": "modes",
+         "mixture_from_labelled_points": "modes",
          "LeNet": "classifier", "load_classifier": "classifier", "train_classifier": "classifier"}
 
 __all__ = list(_HOME)

@@ -14,6 +14,7 @@ __all__ = ["GenerativeModel", "nats_to_bits_per_dim", "MODELS", "ModelSpec", "re
 _MODEL_MODULES = (
     "nanogen.models.autoregressive",
     "nanogen.models.autoencoders",
+    "nanogen.models.gans",
     "nanogen.models.diffusion",
 )
 

@@ -38,6 +38,14 @@ class ModelSpec:
     sample_every: int = 500
     num_samples: int = 64
     kwargs: dict = field(default_factory=dict)
+    data_kinds: tuple = ("image",)    # the kinds of dataset it models: "image", "points"
+    # other defaults on another kind of data, e.g. {"points": {"batch_size": 256, "lr": 1e-3}}
+    kind_defaults: dict = field(default_factory=dict)
+
+    def for_data(self, kind: str) -> "ModelSpec":
+        """This spec with the defaults it registers for datasets of ``kind``."""
+        from dataclasses import replace
+        return replace(self, **self.kind_defaults.get(kind, {}))
 
 
 MODELS: dict[str, ModelSpec] = {}

@@ -67,8 +67,10 @@ def build_model(config: dict, dataset=None):
     if dataset is None:
         dataset = _dataset(config["dataset"], "train")
     if dataset.kind not in spec.data_kinds:
-        raise UsageError(f"model {spec.name!r} models {' or '.join(spec.data_kinds)}, but "
-                         f"dataset {config['dataset']!r} holds {dataset.kind}; pick another "
+        kinds = " or ".join("images" if kind == "image" else kind for kind in spec.data_kinds)
+        held = "images" if dataset.kind == "image" else dataset.kind
+        raise UsageError(f"model {spec.name!r} models {kinds}, but "
+                         f"dataset {config['dataset']!r} holds {held}; pick another "
                          f"dataset (see `nanogen list`)")
     kwargs = config.get("model_kwargs", {})
     try:

@@ -229,7 +229,17 @@ def test_keyboard_interrupt_in_a_step_saves_the_last_finished_step(tmp_path):
     assert_same_training_state(tmp_path / "straight", tmp_path / "broken")
 
 
-def test_ctrl_c_lets_the_step_finish_then_saves_and_stops(tmp_path):
+@pytest.fixture
+def python_ctrl_c():
+    """SIGINT handled as in an interactive Python: a process started in the background by a
+    shell without job control inherits SIGINT *ignored*, and then the loop rightly leaves it
+    alone -- so the test sets the default handler itself (and puts back what it found)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_lets_the_step_finish_then_saves_and_stops(tmp_path, python_ctrl_c):
     model = make_model(ctrl_c_at=4)      # SIGINT arrives in the middle of step 4
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "broken", 7, model=model)

@@ -29,13 +29,15 @@ import math
 from .. import functional as ops
 from ..nn import functional as F
 
-__all__ = ["bernoulli_log_prob", "gaussian_log_prob", "standard_normal_log_prob",
+__all__ = ["sum_per_example", "bernoulli_log_prob", "gaussian_log_prob", "standard_normal_log_prob",
            "gaussian_kl_to_standard", "log_mean_exp"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_per_example(t):
+def sum_per_example(t):
+    """(N, ...) -> (N,): the sum over everything but the batch axis (log-densities of
+    independent dimensions add up to the example's)."""
     return t.reshape(t.shape[0], -1).sum(1)
 
 
@@ -44,22 +46,22 @@ def bernoulli_log_prob(logits, x):
     if logits.shape != x.shape:
         raise ValueError(f"bernoulli_log_prob: logits shape {tuple(logits.shape)} and data shape "
                          f"{tuple(x.shape)} differ")
-    return _sum_per_example(x * logits - F.softplus(logits))
+    return sum_per_example(x * logits - F.softplus(logits))
 
 
 def gaussian_log_prob(z, mu, logvar):
     """log N(z; mu, diag(exp(logvar))) per example."""
-    return -0.5 * _sum_per_example(_LOG_2PI + logvar + (z - mu) ** 2 * ops.exp(-logvar))
+    return -0.5 * sum_per_example(_LOG_2PI + logvar + (z - mu) ** 2 * ops.exp(-logvar))
 
 
 def standard_normal_log_prob(z):
     """log N(z; 0, I) per example."""
-    return -0.5 * _sum_per_example(_LOG_2PI + z ** 2)
+    return -0.5 * sum_per_example(_LOG_2PI + z ** 2)
 
 
 def gaussian_kl_to_standard(mu, logvar):
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example, in closed form."""
-    return 0.5 * _sum_per_example(mu ** 2 + ops.exp(logvar) - logvar - 1.0)
+    return 0.5 * sum_per_example(mu ** 2 + ops.exp(logvar) - logvar - 1.0)
 
 
 def log_mean_exp(a, dim):

@@ -87,7 +87,7 @@ from ...creation import randint, randn, randn_like, tensor
 from ...nn import Module
 from ...tensor import Tensor
 from ..base import GenerativeModel, nats_to_bits_per_dim
-from ..likelihood import _sum_per_example, gaussian_kl_to_standard
+from ..likelihood import sum_per_example, gaussian_kl_to_standard
 from ..registry import ModelSpec, register
 from .schedules import NoiseSchedule, check_timesteps
 from .unet import UNet
@@ -111,7 +111,7 @@ def gaussian_kl(mean1, var1, mean2, var2):
 
     .. math:: \tfrac12 \sum_i \Big[\log\frac{v_2}{v_1} + \frac{v_1 + (m_1 - m_2)^2}{v_2} - 1\Big].
     """
-    return _sum_per_example(0.5 * (ops.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2
+    return sum_per_example(0.5 * (ops.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2
                                  - 1.0))
 
 
@@ -398,7 +398,7 @@ class DDPM(GenerativeModel):
             x1 = self.q_sample(x0, ones)
             mean, _ = self.p_mean_variance(x1, ones)
             var = self._per_image(np.full(n, self._decoder_variance()), x0)
-            decoder = -_sum_per_example(discretized_gaussian_log_likelihood(x0, mean, var))
+            decoder = -sum_per_example(discretized_gaussian_log_likelihood(x0, mean, var))
             # sum_{t=2}^T L_{t-1} ~ sum_k |stratum k| KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t))
             diffusion = 0.0 * prior
             if T > 1:

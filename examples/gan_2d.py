@@ -31,7 +31,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ring8", choices=["ring8", "grid25"])
     p.add_argument("--loss", default="non-saturating", choices=["non-saturating", "minimax"])
-    p.add_argument("--k", type=int, default=1, help="discriminator updates per generator update")
+    p.add_argument("--k", type=int, default=2, help="discriminator updates per generator update "
+                   "(with 1, some seeds collapse onto a few modes)")
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)

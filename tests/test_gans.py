@@ -516,6 +516,15 @@ def test_gan_builds_the_2d_model_for_point_sets():
     assert model.sample(3).shape == (3, 2)
 
 
+def test_k_defaults_per_data_kind_and_an_explicit_k_wins():
+    """Two D updates per G update on points (ring8: all 8 modes with each seed tried, one in
+    three with k = 1), one on images."""
+    assert GAN(image_shape=(2,)).batches_per_step == 2
+    assert GAN(image_shape=(1, 28, 28)).batches_per_step == 1
+    assert GAN(image_shape=(2,), k=1).batches_per_step == 1
+    assert GAN(image_shape=(1, 28, 28), k=3).batches_per_step == 3
+
+
 def test_clear_errors_for_bad_arguments_and_shapes():
     for k in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="k .* must be a positive int"):

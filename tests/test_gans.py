@@ -525,6 +525,15 @@ def test_k_defaults_per_data_kind_and_an_explicit_k_wins():
     assert GAN(image_shape=(1, 28, 28), k=3).batches_per_step == 3
 
 
+def test_the_image_generator_normalises_its_hidden_layers_and_the_point_generator_does_not():
+    def norms(model):
+        return [m for m in model.generator.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert [m.num_features for m in norms(GAN(image_shape=(1, 28, 28)))] == [256, 512, 1024]
+    assert norms(GAN(image_shape=(2,))) == []
+    assert len(norms(GAN(image_shape=(2,), batch_norm=True))) == 3
+    assert norms(GAN(image_shape=(1, 28, 28), batch_norm=False)) == []
+
+
 def test_clear_errors_for_bad_arguments_and_shapes():
     for k in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="k .* must be a positive int"):

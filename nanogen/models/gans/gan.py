@@ -5,7 +5,7 @@ sample -- an image through a final tanh (pixels in [-1, 1]), or a point of a toy
 the discriminator maps the flattened sample through fully connected LeakyReLU(0.2) layers to
 one logit :math:`\ell`, :math:`D = \sigma(\ell)`::
 
-    G:  z (N, d) -> Linear-ReLU x L -> Linear -> [tanh] -> (N, *sample_shape)
+    G:  z (N, d) -> Linear-[BatchNorm]-ReLU x L -> Linear -> [tanh] -> (N, *sample_shape)
     D:  x -> flatten -> Linear-LeakyReLU-[Dropout] x L -> Linear -> logit (N,)
 
 The two are trained on the value (see :mod:`.adversarial` for the alternating updates and
@@ -35,20 +35,22 @@ __all__ = ["GAN", "mlp"]
 
 # defaults per data kind: the toy sets need small nets; MNIST the usual 256-512-1024 MLP
 # (on ring8, k = 2 covered all 8 modes with each of seeds 0, 1, 2; k = 1 with one of the three)
-_POINT_DEFAULTS = {"latent_dim": 2, "hidden": (256, 256, 256), "dropout": 0.0, "k": 2}
-_IMAGE_DEFAULTS = {"latent_dim": 100, "hidden": (256, 512, 1024), "dropout": 0.3, "k": 1}
+_POINT_DEFAULTS = {"latent_dim": 2, "hidden": (256, 256, 256), "dropout": 0.0, "k": 2,
+                   "batch_norm": False}
+_IMAGE_DEFAULTS = {"latent_dim": 100, "hidden": (256, 512, 1024), "dropout": 0.3, "k": 1,
+                   "batch_norm": True}
 
 
-def mlp(sizes, activation, dropout: float = 0.0) -> list:
+def mlp(sizes, activation, dropout: float = 0.0, batch_norm: bool = False) -> list:
     """Linear layers between consecutive ``sizes``, each but the last followed by
-    ``activation()`` (and by Dropout(dropout) when dropout > 0)."""
+    BatchNorm1d (when ``batch_norm``), ``activation()``, and Dropout(dropout) when dropout > 0."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers += [activation()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            layers += ([nn.BatchNorm1d(n_out)] if batch_norm else []) + [activation()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
     return layers
 
 
@@ -62,15 +64,18 @@ class GAN(AdversarialModel):
     ``hidden`` the generator's hidden widths (the discriminator uses them in reverse order),
     ``latent_dim`` d, ``dropout`` the rate after each hidden layer of the discriminator (as in
     Goodfellow et al.'s MNIST model: it keeps D from memorising the 4,000 training images); all
-    default per data kind, like ``k``, the discriminator updates per generator update (points:
-    d = 2, (256, 256, 256), no dropout, k = 2; images: d = 100, (256, 512, 1024), dropout 0.3,
-    k = 1).  ``loss`` ``"non-saturating"`` or ``"minimax"``.  ``num_classes`` is accepted for
+    default per data kind, like ``k``, the discriminator updates per generator update, and
+    ``batch_norm``, BatchNorm1d after each hidden layer of the generator (points: d = 2,
+    (256, 256, 256), no dropout, k = 2, no batch norm; images: d = 100, (256, 512, 1024), dropout
+    0.3, k = 1, batch norm -- without it, on mnist5k, G collapsed onto noisy ones within 4,000
+    steps, FID 1409; with it, varied digits, FID 148).  ``loss`` ``"non-saturating"`` or ``"minimax"``.  ``num_classes`` is accepted for
     the common model interface and not used: the model is unconditional.
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10,
                  latent_dim: int | None = None, hidden=None, dropout: float | None = None,
-                 loss: str = "non-saturating", k: int | None = None):
+                 loss: str = "non-saturating", k: int | None = None,
+                 batch_norm: bool | None = None):
         shape = tuple(image_shape)
         if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
                                                for s in shape):
@@ -81,6 +86,7 @@ class GAN(AdversarialModel):
         hidden = tuple(defaults["hidden"] if hidden is None else hidden)
         dropout = defaults["dropout"] if dropout is None else float(dropout)
         k = defaults["k"] if k is None else k
+        batch_norm = defaults["batch_norm"] if batch_norm is None else bool(batch_norm)
         if not hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in hidden):
             raise ValueError(f"GAN: hidden must be a non-empty sequence of positive ints, got "
                              f"{hidden!r}")
@@ -88,7 +94,7 @@ class GAN(AdversarialModel):
         features = math.prod(shape)
         images = len(shape) == 3
         generator = nn.Sequential(
-            *mlp((latent_dim, *hidden, features), nn.ReLU),
+            *mlp((latent_dim, *hidden, features), nn.ReLU, batch_norm=batch_norm),
             *([nn.Tanh()] if images else []),                 # pixels in [-1, 1]
             nn.Unflatten(1, shape))
         discriminator = nn.Sequential(
@@ -101,7 +107,7 @@ class GAN(AdversarialModel):
 
 
 # -- the registry: ``nanogen train gan`` etc. ----------------------------------------------------
-_SUMMARY = ("MLP GAN (G: 100-256-512-1024-784 ReLU/tanh, D: LeakyReLU), {}; "
+_SUMMARY = ("MLP GAN (G: 100-256-512-1024-784 BN-ReLU/tanh, D: LeakyReLU + dropout), {}; "
             "--dataset ring8/grid25 trains the 2-D GAN and `nanogen eval` reports mode coverage")
 # on the 2-D toy sets: bigger batches, a faster lr decayed to 0 (the ring8 figures in the README)
 POINT_DEFAULTS = {"points": {"batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine"}}

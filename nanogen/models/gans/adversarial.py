@@ -204,8 +204,7 @@ class AdversarialModel(GenerativeModel):
 
     def sample(self, n: int, y=None):
         """n samples of G(z), z ~ N(0, I): images (n, C, H, W) in [0, 1], or points (n, D)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"{type(self).__name__}.sample: n must be a positive int, got {n!r}")
+        n = positive_int(n, f"{type(self).__name__}.sample: n")
         with no_grad():
             return self._to_data_range(self.generate(self.sample_latents(n)))
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import Function
+import numpy as np
+
+from ..autograd import Function, is_grad_enabled
+from ..kernels import activation as _fused
 from ..tensor import Tensor
 from ._util import normalize_dim
 from .elementwise import _erf, _sigmoid, clamp, exp, sigmoid, tanh, where
@@ -94,18 +97,32 @@ def silu(input, inplace=False):
 
 
 class _SmoothPointwise(Function):
-    """y = f(x) for a smooth elementwise f, in one pass, with backward ``gy · f'(x)`` where f'
-    is again a Function of this kind (``derivative``) -- so the chain f, f', f'' ... gives
-    gradients of any order, and a plain backward costs one fused pass for f'(x).  Subclasses
-    give ``f(xp, x)`` and the class of f'; the last link of the chain is composite."""
+    """y = f(x) for a smooth elementwise f, with backward ``gy · f'(x)`` where f' is again a
+    Function of this kind (``derivative``) -- so the chain f, f', f'' ... gives gradients of
+    any order.  Subclasses give ``f(xp, x)`` and the class of f'; the last link of the chain is
+    composite.
+
+    ``fused`` (optional): a pair of fused CPU float32 kernels ``(forward(x), backward(gy, x))``
+    from :mod:`nanogen.kernels.activation`.  They replace f, and ``gy · f'(x)`` when the
+    backward records no graph (no ``create_graph``): one pass each instead of one per op."""
 
     derivative = None
+    fused = None
+
+    def _fusable(self, x):
+        return (self.fused is not None and self.xp is np and x.dtype == np.float32
+                and x.ndim > 0)
 
     def forward(self, x):
+        if self._fusable(x):
+            return self.fused[0](x)
         return self.xp.asarray(self.f(self.xp, x))
 
     def backward(self, gy):
-        return gy * self.derivative.apply(self.inputs[0])
+        x = self.inputs[0]
+        if not is_grad_enabled() and self._fusable(x.data):
+            return Tensor._make(self.fused[1](gy.data, x.data), gy._device)
+        return gy * self.derivative.apply(x)
 
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -156,6 +173,7 @@ class _GELUSlope(_SmoothPointwise):
 class GELU(_SmoothPointwise):
     """y = x Φ(x) (exact GELU, Hendrycks & Gimpel 2016)."""
     derivative = _GELUSlope
+    fused = (_fused.gelu_forward, _fused.gelu_backward)
 
     @staticmethod
     def f(xp, x):
@@ -197,6 +215,7 @@ class _SiLUSlope(_SmoothPointwise):
 class SiLU(_SmoothPointwise):
     """y = x σ(x) (the swish / SiLU)."""
     derivative = _SiLUSlope
+    fused = (_fused.silu_forward, _fused.silu_backward)
 
     @staticmethod
     def f(xp, x):

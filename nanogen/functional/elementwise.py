@@ -298,45 +298,17 @@ class Erf(Function):
 
 
 def _erf(xp, x):
-    """erf in x's dtype: float32 on the CPU through :func:`_erf_float32` (30x faster than
-    SciPy's, which computes in double), everything else through SciPy / CuPy."""
+    """erf in x's dtype: float32 on the CPU through the rational approximation of
+    :func:`nanogen.kernels.activation.erf` (30x faster than SciPy's, which computes in double),
+    everything else through SciPy / CuPy."""
     if xp is np:
         if x.dtype == np.float32:
-            return _erf_float32()(x)
+            from ..kernels.activation import erf
+            return erf(x)
         from scipy.special import erf as sp_erf
     else:  # pragma: no cover - needs a GPU
         from cupyx.scipy.special import erf as sp_erf
     return sp_erf(x).astype(x.dtype, copy=False)
-
-
-_ERF_FLOAT32 = []
-
-
-def _erf_float32():
-    """A numba ufunc for erf in float32: Eigen's rational approximation (odd degree-13
-    numerator over even degree-8 denominator in x, on x clamped to [-4, 4], beyond which
-    erf = ±1 in float32), max abs error 4e-7 -- a few float32 ulps.  Compiled on first use."""
-    if not _ERF_FLOAT32:
-        import numba
-        f = np.float32
-        a0, a1, a2, a3, a4, a5, a6 = (f(-1.60960333262415e-02), f(-2.95459980854025e-03),
-                                      f(-7.34990630326855e-04), f(-5.69250639462346e-05),
-                                      f(-2.10102402082508e-06), f(2.77068142495902e-08),
-                                      f(-2.72614225801306e-10))
-        b0, b1, b2, b3, b4 = (f(-1.42647390514189e-02), f(-7.37332916720468e-03),
-                              f(-1.68282697438203e-03), f(-2.13374055278905e-04),
-                              f(-1.45660718464996e-05))
-        lo, hi = f(-4.0), f(4.0)
-
-        @numba.vectorize(["float32(float32)"], cache=True)
-        def erf32(v):
-            x = min(max(v, lo), hi)
-            x2 = x * x
-            p = x * ((((((a6 * x2 + a5) * x2 + a4) * x2 + a3) * x2 + a2) * x2 + a1) * x2 + a0)
-            q = (((b4 * x2 + b3) * x2 + b2) * x2 + b1) * x2 + b0
-            return p / q
-        _ERF_FLOAT32.append(erf32)
-    return _ERF_FLOAT32[0]
 
 
 class Abs(Function):

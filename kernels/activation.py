@@ -10,10 +10,14 @@ forward and each backward is ONE ``numba.vectorize`` pass over its inputs, excep
 exponentials, which stay with NumPy: numba calls the scalar ``expf`` of libm per element (about
 6 ns, SVML is not available), where NumPy's SIMD ``exp`` takes about 0.6 ns.  So:
 
-* ``silu_forward(x)``:        e = exp(−x) (NumPy), then y = x / (1 + e)               3 passes
-* ``silu_backward(gy, x)``:   e = exp(−x) (NumPy), then gy σ (1 + x (1 − σ))          3 passes
-* ``gelu_forward(x)``:        x Φ(x), erf by a rational function (no exp)             1 pass
-* ``gelu_backward(gy, x)``:   t = exp(−x²/2) (NumPy), then gy (Φ + x t / √(2π))       3 passes
+* ``silu_forward(x)``:            e = exp(−x) (NumPy), then y = x / (1 + e)          3 passes
+* ``silu_backward(gy, x, e)``:     gy σ (1 + x (1 − σ)), σ = 1 / (1 + e)               1 pass
+* ``gelu_forward(x)``:            x Φ(x), erf by a rational function (no exp)        1 pass
+* ``gelu_backward(gy, x, None)``: t = exp(−x²/2) (NumPy), then gy (Φ + x t / √(2π))  3 passes
+
+Each forward returns ``(y, saved)``: what its backward can reuse instead of recomputing (SiLU's
+e⁻ˣ, at the cost of keeping one more array of x's size until the backward; GELU's forward
+computes no exponential, so it saves nothing).  A backward given ``saved=None`` recomputes it.
 
 Measured on the 2-core CPU, SiLU forward + backward on (64, 32, 28, 28): 15.5 ms as array code,
 6.5 ms fused (PyTorch, 2 threads: 3.4 ms).
@@ -112,23 +116,24 @@ def erf(x):
 
 
 def silu_forward(x):
-    """x σ(x) of a float32 array."""
+    """(x σ(x), e⁻ˣ) of a float32 array."""
     e = _exp(x, -1.0)
-    return _kernels()["silu"](x, e)
+    return _kernels()["silu"](x, e), e
 
 
-def silu_backward(gy, x):
-    """gy · σ(x) (1 + x (1 − σ(x))), the input gradient of SiLU (float32)."""
-    e = _exp(x, -1.0)
+def silu_backward(gy, x, e=None):
+    """gy · σ(x) (1 + x (1 − σ(x))), the input gradient of SiLU (float32); e = e⁻ˣ if saved."""
+    if e is None:
+        e = _exp(x, -1.0)
     return _kernels()["silu_grad"](gy, x, e)
 
 
 def gelu_forward(x):
-    """x Φ(x) of a float32 array."""
-    return _kernels()["gelu"](x)
+    """(x Φ(x), None) of a float32 array."""
+    return _kernels()["gelu"](x), None
 
 
-def gelu_backward(gy, x):
+def gelu_backward(gy, x, saved=None):
     """gy · (Φ(x) + x φ(x)), the input gradient of exact GELU (float32)."""
     t = np.multiply(x, x)
     t = _exp(t, -0.5, out=t)

@@ -102,9 +102,10 @@ class _SmoothPointwise(Function):
     any order.  Subclasses give ``f(xp, x)`` and the class of f'; the last link of the chain is
     composite.
 
-    ``fused`` (optional): a pair of fused CPU float32 kernels ``(forward(x), backward(gy, x))``
-    from :mod:`nanogen.kernels.activation`.  They replace f, and ``gy · f'(x)`` when the
-    backward records no graph (no ``create_graph``): one pass each instead of one per op."""
+    ``fused`` (optional): a pair of fused CPU float32 kernels from
+    :mod:`nanogen.kernels.activation`, ``forward(x) -> (y, saved)`` and
+    ``backward(gy, x, saved)``.  They replace f, and ``gy · f'(x)`` when the backward records no
+    graph (no ``create_graph``): one pass or a few instead of one per op."""
 
     derivative = None
     fused = None
@@ -115,13 +116,16 @@ class _SmoothPointwise(Function):
 
     def forward(self, x):
         if self._fusable(x):
-            return self.fused[0](x)
+            y, saved = self.fused[0](x)
+            self.saved = saved if self.requires_grad else None
+            return y
         return self.xp.asarray(self.f(self.xp, x))
 
     def backward(self, gy):
         x = self.inputs[0]
         if not is_grad_enabled() and self._fusable(x.data):
-            return Tensor._make(self.fused[1](gy.data, x.data), gy._device)
+            return Tensor._make(self.fused[1](gy.data, x.data, self.__dict__.get("saved")),
+                                gy._device)
         return gy * self.derivative.apply(x)
 
 

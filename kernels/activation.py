@@ -74,11 +74,9 @@ _KERNELS = {}
 def _kernels():
     """The numba ufuncs, compiled (or loaded from numba's cache) on first use."""
     if not _KERNELS:
-        erf_ = _erf_scalar
-
         @vectorize(["float32(float32)"], fastmath=_FAST, cache=True)
         def erf32(v):
-            return erf_(v)
+            return _erf_scalar(v)
 
         @vectorize(["float32(float32, float32)"], fastmath=_FAST, cache=True)
         def silu_from_exp(x, e):                    # e = exp(−x)
@@ -91,11 +89,11 @@ def _kernels():
 
         @vectorize(["float32(float32)"], fastmath=_FAST, cache=True)
         def gelu(x):
-            return x * _HALF * (_ONE + erf_(x * _INV_SQRT2))
+            return x * _HALF * (_ONE + _erf_scalar(x * _INV_SQRT2))
 
         @vectorize(["float32(float32, float32, float32)"], fastmath=_FAST, cache=True)
         def gelu_grad_from_exp(gy, x, t):           # t = exp(−x²/2)
-            cdf = _HALF * (_ONE + erf_(x * _INV_SQRT2))
+            cdf = _HALF * (_ONE + _erf_scalar(x * _INV_SQRT2))
             return gy * (cdf + x * t * _INV_SQRT_2PI)
 
         _KERNELS.update(erf=erf32, silu=silu_from_exp, silu_grad=silu_grad_from_exp,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 from ... import nn
+from ...utils.checks import positive_int
 
 __all__ = ["ConvEncoder", "ConvDecoder", "feature_map_shape", "ACTIVATIONS"]
 
@@ -78,8 +79,7 @@ def _dropout(p: float) -> list:
 def _same_size_convs(channels: int, depth: int, activation: str) -> list:
     """depth - 1 pairs of (3x3 stride-1 conv, activation) that keep the feature map's size: with
     ``depth`` convolutions per resolution instead of one."""
-    if not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be a positive int, got {depth!r}")
+    depth = positive_int(depth, "depth")
     return [layer for _ in range(depth - 1)
             for layer in (nn.Conv2d(channels, channels, 3, padding=1), _activation(activation))]
 

@@ -48,6 +48,7 @@ from ... import functional as ops
 from ...autograd import no_grad
 from ...creation import randint, randn, randn_like, tensor
 from ...tensor import Tensor
+from ...utils.checks import positive_int
 from ..base import GenerativeModel
 from ..likelihood import (bernoulli_log_prob, gaussian_kl_to_standard, gaussian_log_prob,
                           log_mean_exp, standard_normal_log_prob)
@@ -104,8 +105,7 @@ class VAE(GenerativeModel):
         if not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
             raise ValueError(f"VAE: max_shift must be a non-negative int, got {max_shift!r}")
         self.max_shift = int(max_shift)
-        if not isinstance(latent_dim, (int, np.integer)) or latent_dim <= 0:
-            raise ValueError(f"VAE: latent_dim must be a positive int, got {latent_dim!r}")
+        latent_dim = positive_int(latent_dim, "VAE: latent_dim")
         if not float(beta) >= 0.0:
             raise ValueError(f"VAE: beta must be a non-negative number, got {beta!r}")
         self.image_shape = tuple(image_shape)
@@ -197,14 +197,12 @@ class VAE(GenerativeModel):
         The k samples go through the decoder ``chunk`` at a time (each chunk decodes
         ``chunk * N`` images; by default as many samples as keep that near 2048).
         """
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"iwae_log_likelihood: k must be a positive int, got {k!r}")
+        k = positive_int(k, "iwae_log_likelihood: k")
         mu, logvar = self.encode(x)
         n = x.shape[0]
         if chunk is None:
             chunk = max(1, _IWAE_IMAGES_PER_CHUNK // max(n, 1))
-        if not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            raise ValueError(f"iwae_log_likelihood: chunk must be a positive int, got {chunk!r}")
+        chunk = positive_int(chunk, "iwae_log_likelihood: chunk")
         log_weights = []                                         # k tensors of shape (N,)
         for start in range(0, k, chunk):
             s = min(chunk, k - start)
@@ -223,8 +221,7 @@ class VAE(GenerativeModel):
     # -- pictures ------------------------------------------------------------------------------
     def sample(self, n: int, y=None):
         """n images: the decoder's pixel probabilities at z ~ N(0, I) (mean images in [0, 1])."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"VAE.sample: n must be a positive int, got {n!r}")
+        n = positive_int(n, "VAE.sample: n")
         with no_grad():
             z = randn(int(n), self.latent_dim, device=self._device())
             return ops.sigmoid(self.decode(z))
@@ -238,8 +235,7 @@ class VAE(GenerativeModel):
         if self.latent_dim != 2:
             raise ValueError(f"VAE.latent_manifold needs latent_dim == 2, this model has "
                              f"latent_dim == {self.latent_dim}")
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"VAE.latent_manifold: n must be a positive int, got {n!r}")
+        n = positive_int(n, "VAE.latent_manifold: n")
         quantiles = ndtri((np.arange(n) + 0.5) / n).astype(np.float32)   # Phi^-1(p)
         z1, z2 = np.meshgrid(quantiles, quantiles[::-1])          # rows: z_2 from high to low
         grid = np.stack([z1.ravel(), z2.ravel()], axis=1)

@@ -28,6 +28,7 @@ import numbers
 from ... import functional as ops
 from ...autograd import no_grad
 from ...creation import arange, as_tensor, bernoulli, zeros
+from ...utils.checks import positive_int
 from ..base import GenerativeModel, nats_to_bits_per_dim
 from ..likelihood import bernoulli_log_prob
 
@@ -116,8 +117,7 @@ class RasterAutoregressiveModel(GenerativeModel):
         random numbers of nanogen's global generator (reproducible under ``ng.manual_seed``).
         A class-conditional model draws class ``y[k]`` for image k (by default the classes in
         turn: 0, 1, 2, ...)."""
-        if not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"{type(self).__name__}.sample: n must be a positive int, got {n!r}")
+        n = positive_int(n, f"{type(self).__name__}.sample: n")
         device = next(self.parameters()).device
         if y is None:
             y = self._default_labels(n, device)

@@ -86,6 +86,7 @@ from ...autograd import no_grad
 from ...creation import randint, randn, randn_like, tensor
 from ...nn import Module
 from ...tensor import Tensor
+from ...utils.checks import positive_int
 from ..base import GenerativeModel, nats_to_bits_per_dim
 from ..likelihood import sum_per_example, gaussian_kl_to_standard
 from ..registry import ModelSpec, register
@@ -347,8 +348,7 @@ class DDPM(GenerativeModel):
         """n images in [0, 1] from x_T ~ N(0, I): ``sampler`` ``"ancestral"`` (all T steps, or
         ``steps`` of a respaced chain) or ``"ddim"`` (``steps`` steps, all T by default; ``eta``
         0 deterministic, 1 ancestral-like).  ``y`` must be None: the model is unconditional."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"DDPM.sample: n must be a positive int, got {n!r}")
+        n = positive_int(n, "DDPM.sample: n")
         if y is not None:
             raise ValueError("DDPM.sample: the model is unconditional and takes no labels y")
         with no_grad():

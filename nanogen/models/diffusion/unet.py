@@ -40,6 +40,7 @@ from ... import functional as ops
 from ... import nn
 from ...creation import arange
 from ...nn import functional as F
+from ...utils.checks import positive_int
 
 __all__ = ["UNet", "ResidualBlock", "SelfAttention2d", "sinusoidal_embedding"]
 
@@ -169,9 +170,7 @@ class UNet(nn.Module):
                                         for m in channel_mults):
             raise ValueError(f"UNet: channel_mults must be a non-empty sequence of positive ints, "
                              f"got {channel_mults!r}")
-        if not isinstance(num_res_blocks, (int, np.integer)) or num_res_blocks < 1:
-            raise ValueError(f"UNet: num_res_blocks must be a positive int, got "
-                             f"{num_res_blocks!r}")
+        num_res_blocks = positive_int(num_res_blocks, "UNet: num_res_blocks")
         levels = len(channel_mults)
         attention_levels = (levels - 1,) if attention_levels is None else tuple(attention_levels)
         if any(not 0 <= a < levels for a in attention_levels):

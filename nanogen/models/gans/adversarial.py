@@ -52,18 +52,12 @@ from ... import functional as F
 from ...autograd import no_grad
 from ...creation import randn, tensor
 from ...optim import Adam
+from ...utils.checks import positive_int
 from ..base import GenerativeModel
 from ..latent import interpolation_grid
 from .losses import adversarial_loss
 
-__all__ = ["AdversarialModel", "frozen", "positive_int"]
-
-
-def positive_int(value, what: str) -> int:
-    """``value`` as an int, or a ValueError saying that ``what`` must be a positive int."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}")
-    return int(value)
+__all__ = ["AdversarialModel", "frozen"]
 
 
 @contextmanager

@@ -32,7 +32,8 @@ from __future__ import annotations
 from ... import nn
 from ..autoencoders.networks import feature_map_shape
 from ..registry import ModelSpec, register
-from .adversarial import AdversarialModel, positive_int
+from ...utils.checks import positive_int
+from .adversarial import AdversarialModel
 
 __all__ = ["DCGAN", "dcgan_generator", "dcgan_discriminator", "radford_init_"]
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from ... import nn
 from ..registry import ModelSpec, register
-from .adversarial import AdversarialModel, positive_int
+from ...utils.checks import positive_int
+from .adversarial import AdversarialModel
 
 __all__ = ["GAN", "mlp"]
 

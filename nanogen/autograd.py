@@ -110,6 +110,11 @@ class Function:
       so the backward can itself be differentiated.  ``self.inputs`` are the input Tensors,
       ``self.output`` the output Tensor (when ``keep_output = True``), and
       ``self.needs_input_grad[i]`` says whether input ``i`` wants a gradient.
+
+    A one-input Function may also define ``backward_into(self, gx, gy)`` on arrays: add its
+    input's gradient into the buffer ``gx`` in place.  The engine uses it instead of
+    ``backward`` when no graph is being recorded and the input is not a leaf, so that the
+    pieces of one tensor (indexing, unbind, split) write one gradient buffer between them.
     """
 
     keep_output = False
@@ -231,10 +236,33 @@ def _run_backward(roots, root_grads, targets, create_graph, retain_graph):
 
     captured = [None] * (len(targets) if targets is not None else 0)
     grads = {}
+    # ids of the gradient arrays in ``grads`` that this pass allocated itself: no one else
+    # holds them, so later contributions may be added in place (never with create_graph, whose
+    # gradients are graph nodes).  An array leaves the set when it leaves ``grads``.
+    owned = set()
 
     def add_grad(store, key, g):
         prev = store.get(key)
-        store[key] = g if prev is None else prev + g
+        if prev is None:
+            store[key] = g
+        elif id(prev.data) in owned and prev.data.dtype == g.data.dtype:
+            prev.data += g.data
+        else:
+            store[key] = prev + g
+            if not create_graph:
+                owned.add(id(store[key].data))
+
+    def gradient_buffer(t, gy):
+        """The owned array in ``grads`` that ``t``'s gradient accumulates into (made here)."""
+        prev = grads.get(t.grad_fn)
+        if prev is not None and id(prev.data) in owned:
+            return prev.data
+        xp = t._xp()
+        buf = (xp.zeros(t.shape, dtype=gy.data.dtype) if prev is None
+               else xp.array(prev.data, dtype=gy.data.dtype, order="C", copy=True))
+        grads[t.grad_fn] = Tensor._make(buf, t._device)
+        owned.add(id(buf))
+        return buf
 
     with set_grad_enabled(create_graph):
         for r, g in zip(roots, root_grads):
@@ -251,6 +279,8 @@ def _run_backward(roots, root_grads, targets, create_graph, retain_graph):
         while ready:
             fn = ready.pop()
             gy = grads.pop(fn, None)
+            if gy is not None:
+                owned.discard(id(gy.data))
             if targets is not None:
                 for i in target_fns.get(id(fn), ()):
                     captured[i] = gy
@@ -261,7 +291,11 @@ def _run_backward(roots, root_grads, targets, create_graph, retain_graph):
                               for w, t in zip(fn.needs_input_grad, fn.inputs))
             gxs = (None,) * len(fn.inputs)
             executed = gy is not None and any(wants)
-            if executed:
+            into = getattr(fn, "backward_into", None)
+            if executed and into is not None and not create_graph and \
+                    fn.inputs[0].grad_fn is not None:
+                into(gradient_buffer(fn.inputs[0], gy), gy.data)     # gxs stay None
+            elif executed:
                 saved_mask = fn.needs_input_grad
                 fn.needs_input_grad = wants
                 try:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..autograd import is_grad_enabled
+from ..kernels.scatter import scatter_add_rows_cpu
 from ..tensor import Tensor
 from ._util import normalize_dim
 
@@ -52,11 +53,16 @@ def _integer_form(idx, xp):
 
 
 def _scatter_add(xp, out, idx, values):
-    if xp is np:
-        np.add.at(out, idx, values)
-    else:  # pragma: no cover - needs a GPU
+    """``out[idx] += values``, accumulating where an index repeats (in place)."""
+    if xp is not np:  # pragma: no cover - needs a GPU
         import cupyx
         cupyx.scatter_add(out, idx, values)
+    elif (len(idx) == 1 and isinstance(idx[0], np.ndarray) and idx[0].dtype.kind in "iu"
+          and out.ndim > 1 and out.flags.c_contiguous and idx[0].size > 1):
+        # an embedding's gradient: one compiled loop over rows, not add.at's element loop
+        scatter_add_rows_cpu(out, idx[0], values)
+    else:
+        np.add.at(out, idx, values)
 
 
 class Index(Function):
@@ -69,6 +75,15 @@ class Index(Function):
     def backward(self, gy):
         x = self.inputs[0]
         return IndexPut.apply(gy, idx=self.idx, shape=x.shape, advanced=self.advanced)
+
+    def backward_into(self, gx, gy):
+        """``gx[idx] += gy`` in place, for an engine that already holds x's gradient buffer:
+        the pieces of ``q, k, v = qkv`` (or of split, chunk, narrow) then fill one buffer,
+        instead of three zero arrays of qkv's size that are added up."""
+        if self.advanced:
+            _scatter_add(self.xp, gx, _integer_form(self.idx, self.xp), gy)
+        else:
+            gx[self.idx] += gy
 
 
 class IndexPut(Function):

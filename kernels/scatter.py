@@ -6,7 +6,8 @@ of an embedding lookup (``weight[ids]``) and of any integer-array index over the
 ``np.add.at`` does this one element at a time through a generic ufunc loop: about 10 ms for the
 4,096 rows of 128 floats of the transformer benchmark's token embedding.  The CPU kernel below
 is the plain loop, compiled: rows in order (so repeats are summed in the order add.at sums
-them, and the results are equal), each row one contiguous vector add, about 0.3 ms.
+them, and the results are equal), each row one contiguous vector add: 0.13 ms against add.at's
+9.8 ms on the 2-core development machine.
 
 Versions: ``scatter_add_rows_reference`` (``np.add.at``, the ground truth) and
 ``scatter_add_rows_cpu`` (numba.njit, serial: rows repeat, so a parallel loop would race).  On

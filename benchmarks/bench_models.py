@@ -159,19 +159,25 @@ def unet(lib, base=32, time_dim=128, groups=8):
     takes a scale and shift from the time embedding, self-attention at 7×7, skip connections."""
     nn, F = lib.nn, lib.nn.functional
 
+    def adaptive_group_norm(h, scale, shift):
+        """GroupNorm(h) (1 + scale) + shift, scale and shift (N, C): nanogen's fused op, and
+        in PyTorch, which has none, its group_norm and the affine after it."""
+        if hasattr(F, "adaptive_group_norm"):
+            return F.adaptive_group_norm(h, groups, 1 + scale, shift)
+        return F.group_norm(h, groups) * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
     class ResBlock(nn.Module):
         def __init__(self, cin, cout):
             super().__init__()
             self.norm1, self.conv1 = nn.GroupNorm(groups, cin), nn.Conv2d(cin, cout, 3, padding=1)
             self.time = nn.Linear(time_dim, 2 * cout)
-            self.norm2 = nn.GroupNorm(groups, cout, affine=False)
             self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
             self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
         def forward(self, x, t):
             h = self.conv1(F.silu(self.norm1(x)))
-            scale, shift = self.time(t)[:, :, None, None].chunk(2, dim=1)
-            h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
+            scale, shift = self.time(t).chunk(2, dim=1)
+            h = self.conv2(F.silu(adaptive_group_norm(h, scale, shift)))
             return h + self.skip(x)
 
     class Attention(nn.Module):

@@ -206,6 +206,24 @@ def adain_cases(draw):
     return adain_case_of(x, scale, bias)
 
 
+def adaptive_group_norm_case_of(x, groups, scale, bias):
+    def top(x_, s_, b_):
+        shape = s_.shape + (1,) * (x_.ndim - 2)
+        return _torch_group_norm(x_, groups) * s_.reshape(shape) + b_.reshape(shape)
+    return Case(lambda x_, s_, b_: F.adaptive_group_norm(x_, groups, s_, b_), top, x, scale,
+                bias, note=f"adaptive_group_norm groups={groups} x{x.shape}")
+
+
+@st.composite
+def adaptive_group_norm_cases(draw):
+    n, groups, per = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    spatial = draw(st.lists(st.integers(1, 2), max_size=2))
+    (x,) = _values(draw, (n, groups * per, *spatial))
+    scale = draw(float64_arrays((n, groups * per), 0.3, 2.0))
+    bias = draw(float64_arrays((n, groups * per)))
+    return adaptive_group_norm_case_of(x, groups, scale, bias)
+
+
 _RNG = np.random.default_rng(1234)
 
 
@@ -221,10 +239,12 @@ EDGES = {
     "group_norm": group_norm_case_of(_fixed((1, 4, 2)), 2, _fixed((4,)) + 2, _fixed((4,))),
     "layer_norm": layer_norm_case_of(_fixed((1, 3)), 3, _fixed((3,)) + 2, _fixed((3,))),
     "adain": adain_case_of(_fixed((2, 2, 1, 1)), _fixed((2, 2)) + 2, _fixed((2, 2))),
+    "adaptive_group_norm": adaptive_group_norm_case_of(_fixed((2, 2, 1)), 2, _fixed((2, 2)) + 2,
+                                                       _fixed((2, 2))),
 }
 STRATEGIES = {"batch_norm": batch_norm_cases(), "instance_norm": instance_norm_cases(),
               "group_norm": group_norm_cases(), "layer_norm": layer_norm_cases(),
-              "adain": adain_cases()}
+              "adain": adain_cases(), "adaptive_group_norm": adaptive_group_norm_cases()}
 OPS = sorted(STRATEGIES)
 
 
@@ -287,14 +307,14 @@ def test_forward_and_gradients_match_torch(op):
 
 @needs_torch
 @pytest.mark.parametrize("op", ["batch_norm", "instance_norm", "group_norm", "layer_norm",
-                                "adain"])
+                                "adain", "adaptive_group_norm"])
 def test_gradient_penalty_matches_torch(op):
     """A WGAN-GP style penalty ||∂<v, y>/∂x||² differentiated again, on a bigger input than
     the gradchecks use: the composite double backward against PyTorch's."""
     rng = np.random.default_rng(7)
     shapes = {"batch_norm": ((6, 4, 3, 5), (4,)), "instance_norm": ((3, 4, 5, 3), (4,)),
               "group_norm": ((3, 6, 4, 2), (6,)), "layer_norm": ((4, 5, 6), (5, 6)),
-              "adain": ((3, 4, 3, 5), (3, 4))}
+              "adain": ((3, 4, 3, 5), (3, 4)), "adaptive_group_norm": ((3, 6, 4, 2), (3, 6))}
     xs, ws = shapes[op]
     arrays = [rng.standard_normal(xs) * 2 + 1, rng.standard_normal(ws) + 1.5,
               rng.standard_normal(ws)]
@@ -302,7 +322,9 @@ def test_gradient_penalty_matches_torch(op):
             "instance_norm": lambda: instance_norm_case_of(*arrays),
             "group_norm": lambda: group_norm_case_of(arrays[0], 3, *arrays[1:]),
             "layer_norm": lambda: layer_norm_case_of(arrays[0], ws, *arrays[1:]),
-            "adain": lambda: adain_case_of(*arrays)}[op]()
+            "adain": lambda: adain_case_of(*arrays),
+            "adaptive_group_norm": lambda: adaptive_group_norm_case_of(arrays[0], 3,
+                                                                       *arrays[1:])}[op]()
     v = rng.standard_normal(xs)
     results = []
     for lib, leaves, fn in ((ng, case.leaves(), case.fn),
@@ -641,6 +663,11 @@ ERRORS = [
     (lambda: F.layer_norm(_x(2, 3, 4), 4, ng.ones(3)), "weight has shape"),
     (lambda: F.adain(_x(2, 3, 4), ng.ones(2, 3), ng.zeros(2, 3)), r"\(N, C, H, W\)"),
     (lambda: F.adain(_x(2, 3, 4, 4), ng.ones(3, 2), ng.zeros(2, 3)), "scale must have shape"),
+    (lambda: F.adaptive_group_norm(_x(2, 6, 4), 4, None, None),
+     "num_groups=4 must be a positive divisor of the 6"),
+    (lambda: F.adaptive_group_norm(_x(2, 6, 4), 3, ng.ones(6), None),
+     r"scale must have shape \(N, C\) = \(2, 6\)"),
+    (lambda: F.adaptive_group_norm(_x(2, 6, 4), 3, None, ng.ones(3, 6)), "bias must have"),
     (lambda: nn.BatchNorm2d(4)(_x(2, 3, 5, 5)), "input has 3 channels"),
     (lambda: nn.BatchNorm2d(3)(_x(2, 3, 5)), "4-D"),
     (lambda: nn.BatchNorm1d(3)(_x(2, 3, 5, 5)), "2-D"),
@@ -675,3 +702,23 @@ def test_empty_normalized_shape_count():
     """numel // prod(normalized_shape) groups; a zero-size batch gives an empty result."""
     y = F.layer_norm(ng.zeros(0, 3), 3)
     assert y.shape == (0, 3)
+
+
+@given(n=st.integers(1, 3), groups=st.integers(1, 3), per=st.integers(1, 3),
+       hw=st.integers(1, 6), seed=st.integers(0, 2 ** 16))
+def test_adaptive_group_norm_is_group_norm_then_a_per_sample_affine(n, groups, per, hw, seed):
+    """AdaGN against its definition in nanogen's own ops: GroupNorm(x) * scale + bias with
+    scale and bias broadcast over the positions -- values and all three gradients."""
+    rng = np.random.default_rng(seed)
+    c = groups * per
+    arrays = [rng.standard_normal((n, c, hw)) * 2 + 1, rng.standard_normal((n, c)) + 1,
+              rng.standard_normal((n, c))]
+    gy = ng.tensor(rng.standard_normal((n, c, hw)))
+    fused = [ng.tensor(a, requires_grad=True) for a in arrays]
+    plain = [ng.tensor(a, requires_grad=True) for a in arrays]
+    y = F.adaptive_group_norm(fused[0], groups, fused[1], fused[2])
+    want = F.group_norm(plain[0], groups) * plain[1][:, :, None] + plain[2][:, :, None]
+    assert_close(y, want, rtol=1e-12, atol=1e-12)
+    for g, w in zip(ng.autograd.grad(y, fused, grad_outputs=gy),
+                    ng.autograd.grad(want, plain, grad_outputs=gy)):
+        assert_close(g, w, rtol=1e-10, atol=1e-12)

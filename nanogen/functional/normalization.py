@@ -1,8 +1,9 @@
-"""Normalisation: batch_norm, group_norm, layer_norm, instance_norm, and adain.
+"""Normalisation: batch_norm, group_norm, layer_norm, instance_norm, adain and
+adaptive_group_norm.
 
 Every norm standardises groups of elements by their own mean and *biased* variance, then applies
 an affine map; they differ only in which elements form a group and how the weight broadcasts.
-So one pair of Functions serves all five, parametrised by a :class:`_Geometry` that views the
+So one pair of Functions serves all six, parametrised by a :class:`_Geometry` that views the
 input as a 5-D array ``x[a, q, mw, j, s]`` of shape (A, Q, Mw, J, S)::
 
     group (the statistics):  the elements sharing (q, mw)  -- reduced over axes (a, j, s)
@@ -13,6 +14,7 @@ input as a 5-D array ``x[a, q, mw, j, s]`` of shape (A, Q, Mw, J, S)::
     group_norm      (1, N, G, C/G, H·W)    w, b of shape (C,) = (G, C/G)
     layer_norm      (1, L, 1, K, 1)        w, b of normalized_shape (K elements)
     adain           (1, 1, N·C, 1, H·W)    scale, bias of shape (N, C): one pair per plane
+    adaptive_group_norm  (1, 1, N·G, C/G, H·W)  scale, bias of shape (N, C) = (N·G, C/G)
 
 Forward (:class:`Normalize`, one fused kernel, ``nanogen.kernels.normalization``)::
 
@@ -50,7 +52,8 @@ from typing import NamedTuple
 from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 
-__all__ = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "adain"]
+__all__ = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "adain",
+           "adaptive_group_norm"]
 
 _STAT = (0, 3, 4)       # the axes of the 5-D view a group's statistics are taken over
 _AFFINE = (0, 1, 4)     # the axes the weight and bias broadcast over
@@ -222,6 +225,15 @@ def _check_per_channel(op, input, **tensors):
                              f"{name} has shape {tuple(t.shape)}; expected ({C},)")
 
 
+def _check_groups(op, input, num_groups):
+    """``num_groups`` as an int that divides the input's C channels, or a clear error."""
+    C = input.shape[1]
+    if not isinstance(num_groups, numbers.Integral) or num_groups <= 0 or C % num_groups:
+        raise ValueError(f"{op}: num_groups={num_groups} must be a positive divisor of the "
+                         f"{C} channels (input shape {tuple(input.shape)})")
+    return int(num_groups)
+
+
 def _spatial(input):
     return math.prod(input.shape[2:])
 
@@ -309,12 +321,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     groups of C / num_groups channels (and all positions); weight and bias per channel."""
     op = "group_norm"
     _check_input(op, input, 2, "(N, C) or (N, C, *)")
+    G = _check_groups(op, input, num_groups)
     C = input.shape[1]
-    if not isinstance(num_groups, numbers.Integral) or num_groups <= 0 or C % num_groups:
-        raise ValueError(f"{op}: num_groups={num_groups} must be a positive divisor of the "
-                         f"{C} channels (input shape {tuple(input.shape)})")
     _check_per_channel(op, input, weight=weight, bias=bias)
-    G = int(num_groups)
     geo = _Geometry(1, input.shape[0], G, C // G, _spatial(input))
     return _normalize(input, geo, weight, bias, eps)
 
@@ -357,3 +366,26 @@ def adain(x, scale, bias, eps=1e-5):
     from ..kernels import adain as kernel
     return _normalize(x, _Geometry(*kernel.plane_geometry(x.shape)), scale, bias, eps)
 
+
+
+def adaptive_group_norm(input, num_groups, scale, bias, eps=1e-5):
+    """Adaptive group normalisation (AdaGN, Dhariwal & Nichol 2021; the time conditioning of a
+    diffusion U-Net): group_norm without its own affine, then a scale and bias per sample and
+    channel, for input (N, C, *) and scale, bias (N, C)::
+
+        y[n, c] = scale[n, c] · (x[n, c] - μ[n, g]) / sqrt(v[n, g] + eps) + bias[n, c]
+
+    with μ, v the mean and biased variance of sample n's group g = c // (C / G) over its
+    channels and positions.  It is the group-norm geometry with the sample folded into the
+    groups, (1, 1, N·G, C/G, H·W), whose weight table (N·G, C/G) is (N, C): the same fused
+    kernels as every norm here, so ``GroupNorm(h) * (1 + s) + t`` costs one pass forward and
+    one backward instead of three and five.  ``scale`` or ``bias`` may be None (1 or 0)."""
+    op = "adaptive_group_norm"
+    _check_input(op, input, 2, "(N, C) or (N, C, *)")
+    G = _check_groups(op, input, num_groups)
+    N, C = input.shape[0], input.shape[1]
+    for name, t in (("scale", scale), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (N, C):
+            raise ValueError(f"{op}: {name} must have shape (N, C) = {(N, C)} for an input of "
+                             f"shape {tuple(input.shape)}, got {tuple(t.shape)}")
+    return _normalize(input, _Geometry(1, 1, N * G, C // G, _spatial(input)), scale, bias, eps)

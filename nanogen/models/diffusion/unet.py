@@ -24,7 +24,9 @@ a per-channel scale and shift applied right after its second normalisation,
 
 .. math:: h \leftarrow \mathrm{GroupNorm}(h) \odot (1 + \gamma(t)) + \beta(t),
 
-so the noise level modulates every block's features (adaptive group norm).
+so the noise level modulates every block's features (adaptive group norm,
+:func:`nanogen.functional.adaptive_group_norm`: one fused kernel for the norm and the
+per-sample affine, forward and backward).
 
 **Initialisation.**  The last convolution of each residual block, the output projection of each
 attention block and the final convolution start at zero: each block starts as the identity and
@@ -80,7 +82,7 @@ class ResidualBlock(nn.Module):
         self.norm1 = nn.GroupNorm(groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.time_scale_shift = nn.Linear(time_dim, 2 * out_channels)
-        self.norm2 = nn.GroupNorm(groups, out_channels, affine=False)
+        self.groups = groups            # GN_2 is F.adaptive_group_norm: its affine is (γ, β)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = _zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1))
         self.skip = (nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels
@@ -89,8 +91,8 @@ class ResidualBlock(nn.Module):
     def forward(self, x, time_embedding):
         h = self.conv1(F.silu(self.norm1(x)))
         scale_shift = self.time_scale_shift(F.silu(time_embedding))
-        scale, shift = scale_shift.reshape(*scale_shift.shape, 1, 1).chunk(2, dim=1)
-        h = self.norm2(h) * (1.0 + scale) + shift                 # GN(h) (1 + gamma) + beta
+        scale, shift = scale_shift.chunk(2, dim=1)                 # (N, C) each
+        h = F.adaptive_group_norm(h, self.groups, 1.0 + scale, shift)   # GN(h) (1 + γ) + β
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 

@@ -25,7 +25,8 @@ from nanogen.testing import assert_close, gradcheck, gradgradcheck
 from .strategies import distinct_tuple, float64_arrays, numel
 from tests.oracle import needs_torch, torch
 
-GRAD_CHECKED = {"batch_norm", "instance_norm", "group_norm", "layer_norm", "adain"}
+GRAD_CHECKED = {"batch_norm", "instance_norm", "group_norm", "layer_norm", "adain",
+                "adaptive_group_norm"}
 
 
 # ================================================================ cases

@@ -399,3 +399,15 @@ def test_scatter_add_rows_kernel_equals_add_at(n, trailing, count, dtype, seed):
     scatter_add_rows_cpu(ours, rows, values)
     scatter_add_rows_reference(expected, rows, values)
     assert np.array_equal(ours, expected)
+
+
+def test_pieces_with_retain_graph_give_the_same_gradient_twice():
+    x = leaf([[1.0, 2.0], [3.0, 4.0]])
+    y = x * 2.0
+    top, bottom = y
+    loss = (top * 3.0).sum() + (bottom * bottom).sum() + y.sum()
+    loss.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    loss.backward()
+    assert_close(first, [[8.0, 8.0], [2 + 8 * 3.0, 2 + 8 * 4.0]])
+    assert_close(x.grad, 2 * first)

@@ -43,9 +43,6 @@ def scatter_add_rows_cpu(out, rows, values):
     """The compiled loop on a C-contiguous ``out``: ``out[rows] += values`` in place.  Rows may
     be negative (counted from the end); they must lie in [-n, n) -- the caller's forward read
     already checked that."""
-    n = out.shape[0]
-    flat = out.reshape(n, -1)
-    if not np.shares_memory(flat, out):     # pragma: no cover - a reshape of a C array is a view
-        raise ValueError("scatter_add_rows_cpu: out must be C-contiguous")
-    _scatter_rows(flat, np.ascontiguousarray(rows.reshape(-1), dtype=np.int64),
+    _scatter_rows(out.reshape(out.shape[0], -1),           # a view: out is C-contiguous
+                  np.ascontiguousarray(rows.reshape(-1), dtype=np.int64),
                   np.ascontiguousarray(values, dtype=out.dtype).reshape(rows.size, -1))

@@ -225,6 +225,15 @@ def _check_per_channel(op, input, **tensors):
                              f"{name} has shape {tuple(t.shape)}; expected ({C},)")
 
 
+def _check_per_sample(op, input, **tensors):
+    """Per-sample, per-channel tensors (AdaIN's and AdaGN's scale and bias) must be (N, C)."""
+    N, C = input.shape[0], input.shape[1]
+    for name, t in tensors.items():
+        if t is not None and tuple(t.shape) != (N, C):
+            raise ValueError(f"{op}: {name} must have shape (N, C) = {(N, C)} for an input of "
+                             f"shape {tuple(input.shape)}, got {tuple(t.shape)}")
+
+
 def _check_groups(op, input, num_groups):
     """``num_groups`` as an int that divides the input's C channels, or a clear error."""
     C = input.shape[1]
@@ -358,14 +367,9 @@ def adain(x, scale, bias, eps=1e-5):
     _check_input(op, x, 4, "(N, C, H, W)")
     if x.ndim != 4:
         raise ValueError(f"{op}: expected x of shape (N, C, H, W), got {tuple(x.shape)}")
-    N, C, H, W = x.shape
-    for name, t in (("scale", scale), ("bias", bias)):
-        if t is not None and tuple(t.shape) != (N, C):
-            raise ValueError(f"{op}: {name} must have shape (N, C) = {(N, C)} for x of shape "
-                             f"{tuple(x.shape)}, got {tuple(t.shape)}")
+    _check_per_sample(op, x, scale=scale, bias=bias)
     from ..kernels import adain as kernel
     return _normalize(x, _Geometry(*kernel.plane_geometry(x.shape)), scale, bias, eps)
-
 
 
 def adaptive_group_norm(input, num_groups, scale, bias, eps=1e-5):
@@ -383,9 +387,6 @@ def adaptive_group_norm(input, num_groups, scale, bias, eps=1e-5):
     op = "adaptive_group_norm"
     _check_input(op, input, 2, "(N, C) or (N, C, *)")
     G = _check_groups(op, input, num_groups)
+    _check_per_sample(op, input, scale=scale, bias=bias)
     N, C = input.shape[0], input.shape[1]
-    for name, t in (("scale", scale), ("bias", bias)):
-        if t is not None and tuple(t.shape) != (N, C):
-            raise ValueError(f"{op}: {name} must have shape (N, C) = {(N, C)} for an input of "
-                             f"shape {tuple(input.shape)}, got {tuple(t.shape)}")
     return _normalize(input, _Geometry(1, 1, N * G, C // G, _spatial(input)), scale, bias, eps)

@@ -249,6 +249,40 @@ def test_forward_keeps_columns_for_the_weight_gradient(monkeypatch):
     assert K.conv(x, w, None, g, keep_cols=True)[1] is None
 
 
+@given(g=geometries(), n=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_stride_one_input_gradient_is_the_flipped_conv(g, n, seed):
+    """conv_transpose(y, w, g) = conv(y, w', g') for stride 1: taps, padding and kernel flipped,
+    C and O swapped (per group), whenever the flipped padding is not negative."""
+    g = g._replace(sh=1, sw=1)
+    ey, ex = g.dh * (g.kh - 1), g.dw * (g.kw - 1)
+    assume(min(ey - g.pt, ey - g.pb, ex - g.pl, ex - g.pr) >= 0 and g.Ho > 0 and g.Wo > 0)
+    rng = np.random.default_rng(seed)
+    y, w = _rand(rng, (n, g.O, g.Ho, g.Wo)), _rand(rng, (g.O, g.Cg, g.kh, g.kw))
+    ga = K.adjoint_geometry(g)
+    assert (ga.C, ga.O, ga.Ho, ga.Wo, ga.groups) == (g.O, g.C, g.H, g.W, g.groups)
+    flipped = K.conv_reference(y, K.adjoint_weight(w, g), None, ga)
+    assert_close(flipped, K.conv_transpose_reference(y, w, None, g), rtol=1e-12, atol=1e-12)
+
+
+def test_input_gradient_takes_the_flipped_conv_when_it_pays(monkeypatch):
+    """A stride-1 'same' conv with more input than output channels computes its input gradient
+    as im2col(gy) and a GEMM (no col2im); one with fewer keeps col2im."""
+    rng = np.random.default_rng(3)
+    narrowing = K.Geometry.make(6, 5, 4, 2, 3, 3, (1, 1), (1, 1, 1, 1))
+    widening = K.Geometry.make(2, 5, 4, 6, 3, 3, (1, 1), (1, 1, 1, 1))
+    calls = []
+    col2im = K.col2im
+    monkeypatch.setattr(K, "col2im", lambda *a, **k: calls.append(1) or col2im(*a, **k))
+    for g, uses_col2im in ((narrowing, False), (widening, True)):
+        calls.clear()
+        x, w = _rand(rng, (3, g.C, g.H, g.W)), _rand(rng, (g.O, g.C, 3, 3))
+        gy = _rand(rng, (3, g.O, g.Ho, g.Wo))
+        gx, gw = K.conv_backward(x, w, gy, g)
+        assert_close(gx, K.conv_transpose_reference(gy, w, None, g), rtol=1e-12, atol=1e-12)
+        assert_close(gw, K.conv_weight_reference(x, gy, g), rtol=1e-12, atol=1e-12)
+        assert bool(calls) == uses_col2im
+
+
 def test_pointwise_conv_needs_no_im2col(monkeypatch):
     """A 1x1 stride-1 unpadded conv multiplies x directly (forward and both gradients)."""
     def forbidden(*a, **k):

@@ -61,20 +61,18 @@ Versions
 """
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import functools
 import math
-import os
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
+from .blas import mm as _mm, serial_blas as _serial_blas
 from ._device import launch
+from ._threads import cpu_threads, run_ranges
 
 __all__ = ["BLOCK_Q", "BLOCK_K", "tile_sizes", "reference_forward", "reference_backward",
            "forward_cpu", "backward_cpu", "forward_cuda", "backward_cuda", "compact_mask"]
@@ -184,59 +182,6 @@ def _exp_impl(x):
             return p * np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
         return expf
     return lambda x: math.exp(x)
-
-
-@intrinsic
-def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """numba's own BLAS entry point (``numba_xxgemm``, the one behind its ``np.dot``: SciPy's
-    BLAS through ``scipy.linalg.cython_blas``), called directly.  Column-major
-    ``c = alpha op(a) op(b) + beta c``.  A direct call compiles in a fraction of the time that
-    ``np.dot`` takes inside a kernel and accumulates in place (beta = 1)."""
-    sig = types.int32(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    dtype = c.dtype
-
-    def codegen(context, builder, signature, args):
-        ll_char = ir.IntType(8)
-        void_p = ll_char.as_pointer()
-        intp = context.get_value_type(types.intp)
-        fnty = ir.FunctionType(ir.IntType(32), [ll_char, ll_char, ll_char, intp, intp, intp,
-                                                void_p, void_p, intp, void_p, intp, void_p,
-                                                void_p, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        tys = signature.args
-
-        def cast(i, to):
-            return context.cast(builder, args[i], tys[i], to)
-
-        def slot(i):        # alpha and beta are passed by address
-            return builder.bitcast(cgutils.alloca_once_value(builder, cast(i, dtype)), void_p)
-
-        def data(i):
-            return builder.bitcast(context.make_array(tys[i])(context, builder, args[i]).data,
-                                   void_p)
-        kind = ir.Constant(ll_char, ord("s" if dtype == types.float32 else "d"))
-        return builder.call(fn, (kind, cast(0, types.int8), cast(1, types.int8),
-                                 cast(2, types.intp), cast(3, types.intp), cast(4, types.intp),
-                                 slot(5), data(6), cast(7, types.intp), data(8),
-                                 cast(9, types.intp), slot(10), data(11), cast(12, types.intp)))
-    return sig, codegen
-
-
-@njit(cache=True)
-def _mm(a, ta, b, tb, c, beta):
-    """c = op(a) op(b) + beta c for 2-D row-major views (unit stride along rows), op = the
-    transpose when ``ta`` / ``tb``.  Row-major c is column-major c^T = op(b)^T op(a)^T, so the
-    column-major call takes b first."""
-    m, n = c.shape
-    kk = a.shape[0] if ta else a.shape[1]
-    if m == 0 or n == 0:
-        return
-    item = c.itemsize
-    lda = max(a.strides[0] // item, a.shape[1], 1)
-    ldb = max(b.strides[0] // item, b.shape[1], 1)
-    ldc = max(c.strides[0] // item, n, 1)
-    no, tr = np.int8(78), np.int8(84)                 # 'N', 'T'
-    _xxgemm(tr if tb else no, tr if ta else no, n, m, kk, 1.0, b, ldb, a, lda, beta, c, ldc)
 
 
 # -inf stays meaningful (masked scores), so no 'ninf'; NaN is not expected in the loops.
@@ -392,52 +337,6 @@ def _backward_tasks(q, k, v, gout, lse, D, mask, mask_index, has_mask, causal, s
                 _mm(dp, False, kb, False, gqb[i0:i1], 1.0)       # gq_i += scale dS k
 
 
-@functools.lru_cache(maxsize=None)
-def _blas_thread_controls():
-    """(get_num_threads, set_num_threads) of the OpenBLAS behind ``numba_xxgemm`` (SciPy's),
-    or None when it is another BLAS or cannot be found."""
-    try:
-        import ctypes
-
-        from scipy.linalg import cython_blas
-        lib = ctypes.CDLL(cython_blas.__file__)     # symbol lookup also searches its BLAS
-    except Exception:       # pragma: no cover - exotic installs
-        return None
-    for prefix in ("scipy_openblas", "openblas"):
-        try:
-            return (getattr(lib, prefix + "_get_num_threads"),
-                    getattr(lib, prefix + "_set_num_threads"))
-        except AttributeError:
-            continue
-    return None     # pragma: no cover
-
-
-_WARM = set()
-
-
-@contextlib.contextmanager
-def _serial_blas(dtype):
-    """Single-threaded BLAS inside the parallel kernels (as threadpoolctl would do): each numba
-    thread calls GEMMs of its own, and an OpenBLAS that also spawns threads per call runs the
-    kernels 10-40x slower (oversubscribed cores).  The previous setting is restored after.
-    The first GEMM of a dtype runs here, on the calling thread: numba looks the BLAS function
-    up lazily, which needs the GIL."""
-    if dtype not in _WARM:
-        one = np.ones((1, 1), dtype=dtype)
-        _mm(one, False, one, False, np.zeros((1, 1), dtype=dtype), 0.0)
-        _WARM.add(dtype)
-    controls = _blas_thread_controls()
-    n = controls[0]() if controls else 1
-    if n == 1:
-        yield
-        return
-    controls[1](1)
-    try:
-        yield
-    finally:
-        controls[1](n)
-
-
 def _balanced_order(n):
     """Query tiles in the order 0, n-1, 1, n-2, ...: under causal masking tile costs grow with
     the index, and numba hands each thread a contiguous range of iterations."""
@@ -455,22 +354,6 @@ def _tiles(L, S):
     return max(1, min(BLOCK_Q, L)), max(1, min(BLOCK_K, S))
 
 
-_POOL = None
-
-
-def _forget_pool():
-    global _POOL
-    _POOL = None
-
-
-if hasattr(os, "register_at_fork"):     # a forked child has none of the parent's threads
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _threads():
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, os.cpu_count() or 1))
-
-
 _MIN_PARALLEL = 1 << 16     # multiply-adds below which one thread beats handing work out
 
 
@@ -478,22 +361,10 @@ def _run_tasks(kernel, n_tasks, work, per_thread, dtype, *args):
     """``kernel(*args, w, t0, t1)`` over tasks [0, n_tasks) split into contiguous ranges, one
     per worker thread (the numba kernels release the GIL); ``w`` is each thread's own tile
     buffer, so the temporaries do not grow with L or S."""
-    global _POOL
-    k = 1 if work < _MIN_PARALLEL else max(1, min(_threads(), n_tasks))
+    k = 1 if work < _MIN_PARALLEL else max(1, min(cpu_threads(), n_tasks))
     ws = np.empty((k, per_thread), dtype=dtype)
-    cuts = [n_tasks * i // k for i in range(k + 1)]
     with _serial_blas(dtype):
-        if k == 1:
-            kernel(*args, ws[0], 0, n_tasks)
-            return
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(_threads() - 1,
-                                                          thread_name_prefix="attention")
-        futures = [_POOL.submit(kernel, *args, ws[i], cuts[i], cuts[i + 1])
-                   for i in range(1, k)]
-        kernel(*args, ws[0], cuts[0], cuts[1])
-        for f in futures:
-            f.result()
+        run_ranges(kernel, n_tasks, k, lambda i: (*args, ws[i]))
 
 
 def forward_cpu(q, k, v, mask=None, mask_index=None, causal=False, scale=1.0):
@@ -518,7 +389,7 @@ def forward_cpu(q, k, v, mask=None, mask_index=None, causal=False, scale=1.0):
 def _chunks(B, nkt):
     """Key-tile sets per batch in the backward: 1 when the batches alone keep every thread
     busy, else enough to do so (each set then needs its own gq buffer, summed afterwards)."""
-    threads = _threads()
+    threads = cpu_threads()
     return 1 if B >= threads else max(1, min(nkt, -(-threads // max(B, 1))))
 
 

@@ -88,7 +88,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, uintp
 
+from . import conv_direct
+from . import blas
+from .blas import mm, serial_blas
 from ._device import array_module_of, launch
+from ._threads import cpu_threads, run_ranges
 
 __all__ = ["Geometry", "im2col", "col2im", "conv", "conv_transpose", "conv_weight",
            "conv_backward", "conv_transpose_backward",
@@ -534,6 +538,13 @@ def _buffer(xp, n, dtype, slot):
     return buf[:n]
 
 
+def _matmul_of(xp):
+    """The matmul for arrays of ``xp``: on the CPU nanogen's threaded one (``blas.matmul``:
+    single-threaded BLAS on each core, which leaves no OpenBLAS thread spinning under the
+    kernels that follow), on the GPU CuPy's."""
+    return blas.matmul if xp is np else xp.matmul
+
+
 def _gemm(xp, a, b, out=None):
     """Per-group products a[k] @ b[k] of stacks (G, ., .), as 2-D GEMMs: NumPy's stacked matmul
     is up to 2x slower than its 2-D one for a transposed operand.  An inner dimension of 1 (the
@@ -541,7 +552,7 @@ def _gemm(xp, a, b, out=None):
     multiply: BLAS runs it at about 1 GFLOPS."""
     if out is None:
         out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype)
-    product = xp.multiply if a.shape[2] == 1 else xp.matmul
+    product = xp.multiply if a.shape[2] == 1 else _matmul_of(xp)
     for k in range(a.shape[0]):
         product(a[k], b[k], out=out[k])
     return out
@@ -584,13 +595,13 @@ def _engine(g: Geometry, device, x=None, w=None, gy=None, b=None, conv=False, co
         x = xp.ascontiguousarray(x)
     if g.pointwise:                     # x is its own column matrix: (N, G, Cg, P)
         if conv:
-            xp.matmul(wm, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Og, P))
+            _matmul_of(xp)(wm, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Og, P))
             if b is not None:
                 y += b.reshape(1, -1, 1, 1)
         if conv_t:
-            xp.matmul(wmt, gy.reshape(N, G, Og, P), out=gx.reshape(N, G, Cg, P))
+            _matmul_of(xp)(wmt, gy.reshape(N, G, Og, P), out=gx.reshape(N, G, Cg, P))
         if weight and N:
-            gwt = xp.matmul(x.reshape(N, G, Cg, P),
+            gwt = _matmul_of(xp)(x.reshape(N, G, Cg, P),
                             gy.reshape(N, G, Og, P).transpose(0, 1, 3, 2)).sum(0)
     else:
         whole = G * K * N * P
@@ -626,20 +637,67 @@ def _engine(g: Geometry, device, x=None, w=None, gy=None, b=None, conv=False, co
                 else:
                     xp.add(src, b.reshape(1, -1, 1), out=dst)
     if weight:
-        gw = xp.zeros((G, Og, K), dtype=dtype) if gwt is None else gwt.transpose(0, 2, 1)
-        if g.dense:
-            gw = xp.ascontiguousarray(gw).reshape(g.O, Cg, g.kh, g.kw)
-        else:                           # zero outside the taps
-            full = xp.zeros((g.O, Cg, g.kh * g.kw), dtype=dtype)
-            full[:, :, xp.asarray(np.asarray(g.taps, dtype=np.int64))] = gw.reshape(g.O, Cg, g.T)
-            gw = full.reshape(g.O, Cg, g.kh, g.kw)
+        gw = _weight_from_transposed(
+            xp.zeros((G, K, Og), dtype=dtype) if gwt is None else gwt, g)
     return tuple(r for r, want in ((y, conv), (gx, conv_t), (gw, weight)) if want) + \
         ((kept,) if keep_cols else ())
+
+
+def _weight_from_transposed(gwt, g: Geometry):
+    """The weight gradient (O, Cg, kh, kw) from its transpose per group, gwt (G, Cg*T, Og):
+    zero outside the taps."""
+    xp = array_module_of(gwt)
+    gw = gwt.transpose(0, 2, 1)
+    if g.dense:
+        return xp.ascontiguousarray(gw).reshape(g.O, g.Cg, g.kh, g.kw)
+    full = xp.zeros((g.O, g.Cg, g.kh * g.kw), dtype=gwt.dtype)
+    full[:, :, xp.asarray(np.asarray(g.taps, dtype=np.int64))] = gw.reshape(g.O, g.Cg, g.T)
+    return full.reshape(g.O, g.Cg, g.kh, g.kw)
+
+
+WEIGHT_CHUNK_BYTES = 1 << 20    # column matrix per chunk of the threaded weight gradient
+
+
+@njit(nogil=True, cache=True)
+def _weight_samples(x, gy, offy, offx, sh, sw, pt, pl, m, cols, yt, gwt, n0, n1):
+    """gwt (K, O) += im2col(x[n0:n1]) @ gy[n0:n1]ᵀ, with gy as (O, n*P): m samples at a time,
+    so that the column matrix stays in this core's cache between im2col and the GEMM."""
+    O, Ho, Wo = gy.shape[1], gy.shape[2], gy.shape[3]
+    P = Ho * Wo
+    K = gwt.shape[0]
+    for s in range(n0, n1, m):
+        cnt = min(m, n1 - s)
+        c = cols[:K * cnt * P].reshape(K, cnt, P)
+        _im2col_planes(x[s:s + cnt], c, offy, offx, sh, sw, pt, pl, Ho, Wo)
+        t = yt[:O * cnt * P].reshape(O, cnt, P)
+        for j in range(cnt):
+            t[:, j, :] = gy[s + j].reshape(O, P)
+        mm(c.reshape(K, cnt * P), False, t.reshape(O, cnt * P), True, gwt, 1.0)
+
+
+def _conv_weight_threads(x, gy, g: Geometry):
+    """conv_weight on the CPU for one group: the batch split over the cores, each thread with
+    its own im2col chunks, single-threaded GEMMs and accumulator; the accumulators summed."""
+    N, P, K = x.shape[0], g.Ho * g.Wo, g.C * g.T
+    m = max(1, min(N, WEIGHT_CHUNK_BYTES // max(K * P * x.itemsize, 1)))
+    k = max(1, min(cpu_threads(), N))
+    cols = np.empty((k, K * m * P), dtype=x.dtype)
+    yt = np.empty((k, g.O * m * P), dtype=x.dtype)
+    gwt = np.zeros((k, K, g.O), dtype=x.dtype)
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    offy, offx = _tap_offsets(g)
+    with serial_blas(x.dtype):
+        run_ranges(_weight_samples, N, k, lambda i: (x, gy, offy, offx, g.sh, g.sw, g.pt, g.pl,
+                                                       m, cols[i], yt[i], gwt[i]))
+    return _weight_from_transposed(gwt.sum(0)[None], g)
 
 
 def conv(x, w, b, g: Geometry, device="cpu", keep_cols=False):
     """y = conv(x, w) + b: (N, C, H, W) -> (N, O, Ho, Wo); per group y_g = W_g @ im2col(x)_g.
     With ``keep_cols`` returns (y, cols): im2col(x) when small enough to keep, else None."""
+    if _direct(g, x.dtype, device):
+        y = conv_direct.conv(x, w, b, g, _tap_offsets(g))
+        return (y, None) if keep_cols else y
     y, *cols = _engine(g, device, x=x, w=w, b=b, conv=True, keep_cols=keep_cols)
     return (y, cols[0]) if keep_cols else y
 
@@ -664,21 +722,30 @@ def adjoint_weight(w, g: Geometry):
     return xp.ascontiguousarray(wg.transpose(0, 2, 1, 3, 4)).reshape(g.C, g.Og, g.kh, g.kw)
 
 
-def _flip_pays(g: Geometry):
-    """Whether the input gradient is cheaper as conv(y, w', g') (see the module docstring):
-    stride 1, more input than output channels, and g' pads y by no more than a "same" conv
-    would (its GEMM then has the FLOPs of the original one, up to 25% of border)."""
-    if (g.sh, g.sw) != (1, 1) or g.C <= g.O or g.pointwise:
+def _direct(g: Geometry, dtype, device):
+    """Whether conv(x, w) on g runs the direct kernel (:mod:`nanogen.kernels.conv_direct`)
+    rather than im2col + GEMM: on the CPU, for the geometries and dtype it supports; a 1x1
+    conv is a GEMM on x itself either way."""
+    return device == "cpu" and not g.pointwise and conv_direct.supported(g, dtype)
+
+
+def _input_gradient_as_conv(g: Geometry, dtype, device):
+    """Whether conv_transpose(y, w, g) is computed as conv(y, w', g') (see the module
+    docstring): stride 1, g' pads y by no more than a "same" conv would (its FLOPs are then the
+    original conv's, up to 25% of border), and either the direct kernel runs g' or C > O."""
+    if (g.sh, g.sw) != (1, 1) or g.pointwise:
         return False
     ey, ex = g.dh * (g.kh - 1), g.dw * (g.kw - 1)
-    return (min(ey - g.pt, ey - g.pb, ex - g.pl, ex - g.pr) >= 0
-            and 4 * g.H * g.W <= 5 * g.Ho * g.Wo)
+    if min(ey - g.pt, ey - g.pb, ex - g.pl, ex - g.pr) < 0 or 4 * g.H * g.W > 5 * g.Ho * g.Wo:
+        return False
+    return g.C > g.O or _direct(adjoint_geometry(g), dtype, device)
 
 
 def conv_transpose(y, w, b, g: Geometry, device="cpu"):
     """x = conv_transpose(y, w) + b: (N, O, Ho, Wo) -> (N, C, H, W), the adjoint of conv in x;
-    per group x_g = col2im(W_gᵀ @ y_g), or conv(y, w') when that is cheaper (``_flip_pays``)."""
-    if _flip_pays(g):
+    per group x_g = col2im(W_gᵀ @ y_g), or conv(y, w') when that is cheaper
+    (``_input_gradient_as_conv``)."""
+    if _input_gradient_as_conv(g, y.dtype, device):
         return conv(y, adjoint_weight(w, g), b, adjoint_geometry(g), device)
     (x,) = _engine(g, device, w=w, gy=y, conv_t=True)
     if b is not None:
@@ -688,20 +755,25 @@ def conv_transpose(y, w, b, g: Geometry, device="cpu"):
 
 def conv_weight(x, gy, g: Geometry, device="cpu", cols=None):
     """gw (O, Cg, kh, kw) = Σ_n gy_g @ im2col(x)_gᵀ per group: the weight-gradient of conv,
-    zero outside the taps (``cols``: im2col(x) kept by the forward, if any)."""
+    zero outside the taps (``cols``: im2col(x) kept by the forward, if any).  On the CPU, for
+    one group, the batch is split over the cores (``_conv_weight_threads``)."""
+    if device == "cpu" and g.groups == 1 and cols is None:
+        return _conv_weight_threads(x, gy, g)
     return _engine(g, device, x=x, gy=gy, weight=True, cols_in=cols)[0]
 
 
 def conv_backward(x, w, gy, g: Geometry, device="cpu", cols=None):
     """(conv_transpose(gy, w), conv_weight(x, gy)): conv's input and weight gradients, sharing
     the transposed gy (and im2col(x) kept by the forward, if any); the input gradient as a conv
-    of its own when that is cheaper (``_flip_pays``)."""
-    if _flip_pays(g):
+    of its own when that is cheaper (``_input_gradient_as_conv``)."""
+    if _input_gradient_as_conv(g, gy.dtype, device):
         return conv_transpose(gy, w, None, g, device), conv_weight(x, gy, g, device, cols)
     return _engine(g, device, x=x, w=w, gy=gy, conv_t=True, weight=True, cols_in=cols)
 
 
 def conv_transpose_backward(g_out, w, y, g: Geometry, device="cpu"):
     """(conv(g_out, w), conv_weight(g_out, y)): conv_transpose's input and weight gradients,
-    sharing im2col(g_out)."""
+    sharing im2col(g_out) -- or with the direct kernel for the first (``_direct``)."""
+    if _direct(g, g_out.dtype, device):
+        return conv(g_out, w, None, g, device), conv_weight(g_out, y, g, device)
     return _engine(g, device, x=g_out, w=w, gy=y, conv=True, weight=True)

@@ -7,9 +7,17 @@ are CuPy's and the product runs in cuBLAS.
 from __future__ import annotations
 
 from ..autograd import Function
+from ..kernels import blas
 from ._util import unbroadcast
 
 __all__ = ["matmul", "mm", "bmm", "linear", "outer", "dot"]
+
+
+def _matmul(xp, a, b):
+    """a @ b on arrays of ``xp``: on the CPU nanogen's threaded matmul (``kernels.blas``), which
+    leaves the cores free for the kernels that follow; on the GPU cuBLAS."""
+    a, b = _blas_operand(xp, a), _blas_operand(xp, b)
+    return blas.matmul(a, b) if xp.__name__ == "numpy" else xp.matmul(a, b)
 
 
 def _blas_operand(xp, a):
@@ -21,8 +29,7 @@ def _blas_operand(xp, a):
 
 class MatMul(Function):
     def forward(self, a, b):
-        xp = self.xp
-        return xp.matmul(_blas_operand(xp, a), _blas_operand(xp, b))
+        return _matmul(self.xp, a, b)
 
     def backward(self, gy):
         a, b = self.inputs
@@ -77,7 +84,7 @@ class Linear(Function):
     its input (a matmul through ``W.t()`` would hand W a transposed gradient to copy)."""
 
     def forward(self, x, w, *b):
-        y = self.xp.matmul(_blas_operand(self.xp, x), _blas_operand(self.xp, w).T)
+        y = _matmul(self.xp, x, w.T)
         if b:
             y += b[0]
         return y

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, uintp
 
 from ._threads import cpu_threads, run_ranges
-from .simd import vbcast, vfma, vload, vstore, vzero
+from .simd import vbcast, vfma, vget, vload, vzero
 
 __all__ = ["BLOCK_O", "BLOCK_X", "supported", "conv"]
 
@@ -52,15 +52,26 @@ def supported(g, dtype) -> bool:
             and 4 * _padded_channels(g.O) <= 5 * g.O and g.Ho > 0 and g.Wo > 0)
 
 
+@njit(inline="always")
+def _store(yf, acc, at, plane, bias, o, pixel_ok, channels):
+    """y[n, o + l, oy, ox] = acc[l] + bias[o + l] for the lanes l < ``channels`` (``at``: the
+    flat index of lane 0, ``plane``: Ho*Wo, from one channel to the next)."""
+    if pixel_ok:
+        for lane in range(channels):
+            yf[uintp(at + lane * plane)] = vget(acc, lane) + bias[o + lane]
+
+
 @njit(nogil=True, cache=True, boundscheck=False)
-def _conv_rows(xp, wt, y, offy, offx, sh, sw, r0, r1):
-    """y[n, oy] for the output rows r = n*Ho + oy in [r0, r1): blocks of 7 pixels x 32
-    channels, 14 vector accumulators (a_i, b_i: pixel i, channels o..o+15 and o+16..o+31)."""
+def _conv_rows(xp, wt, bias, y, offy, offx, sh, sw, r0, r1):
+    """y[n, :, oy, :] (NCHW, + bias) for the output rows r = n*Ho + oy in [r0, r1): blocks of
+    7 pixels x 32 channels, 14 vector accumulators (a_i, b_i: pixel i, channels o..o+15 and
+    o+16..o+31), stored lane by lane into the channel planes of y."""
     N, Hp, Wp, C = xp.shape
     T, _, O = wt.shape
-    Ho, Wo = y.shape[1], y.shape[2]
+    Oy, Ho, Wo = y.shape[1], y.shape[2], y.shape[3]
     xf, wf, yf = xp.ravel(), wt.ravel(), y.ravel()
     s = sw * C                                  # from one pixel of the block to the next
+    plane = Ho * Wo
     for r in range(r0, r1):
         n = r // Ho
         oy = r - n * Ho
@@ -70,40 +81,47 @@ def _conv_rows(xp, wt, y, offy, offx, sh, sw, r0, r1):
                 a3, b3, a4, b4, a5, b5 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
                 a6, b6 = vzero(), vzero()
                 for t in range(T):
-                    xb = ((n * Hp + oy * sh + offy[t]) * Wp + ox0 * sw + offx[t]) * C
+                    # the block's 7 input pixels for tap t (unsigned: numba then drops its
+                    # negative-index wrap-around from the loads, which nearly doubled the loop)
+                    x0 = ((n * Hp + oy * sh + offy[t]) * Wp + ox0 * sw + offx[t]) * C
+                    x1, x2, x3, x4, x5, x6 = x0 + s, x0 + 2 * s, x0 + 3 * s, x0 + 4 * s, \
+                        x0 + 5 * s, x0 + 6 * s
                     wb = t * C * O + o
                     for c in range(C):
                         w0 = vload(wf, wb + c * O)
                         w1 = vload(wf, wb + c * O + 16)
-                        v = vbcast(xf[xb + c])
+                        v = vbcast(xf[uintp(x0 + c)])
                         a0, b0 = vfma(v, w0, a0), vfma(v, w1, b0)
-                        v = vbcast(xf[xb + s + c])
+                        v = vbcast(xf[uintp(x1 + c)])
                         a1, b1 = vfma(v, w0, a1), vfma(v, w1, b1)
-                        v = vbcast(xf[xb + 2 * s + c])
+                        v = vbcast(xf[uintp(x2 + c)])
                         a2, b2 = vfma(v, w0, a2), vfma(v, w1, b2)
-                        v = vbcast(xf[xb + 3 * s + c])
+                        v = vbcast(xf[uintp(x3 + c)])
                         a3, b3 = vfma(v, w0, a3), vfma(v, w1, b3)
-                        v = vbcast(xf[xb + 4 * s + c])
+                        v = vbcast(xf[uintp(x4 + c)])
                         a4, b4 = vfma(v, w0, a4), vfma(v, w1, b4)
-                        v = vbcast(xf[xb + 5 * s + c])
+                        v = vbcast(xf[uintp(x5 + c)])
                         a5, b5 = vfma(v, w0, a5), vfma(v, w1, b5)
-                        v = vbcast(xf[xb + 6 * s + c])
+                        v = vbcast(xf[uintp(x6 + c)])
                         a6, b6 = vfma(v, w0, a6), vfma(v, w1, b6)
-                yb = (r * Wo + ox0) * O + o
-                vstore(yf, yb, a0)
-                vstore(yf, yb + 16, b0)
-                vstore(yf, yb + O, a1)
-                vstore(yf, yb + O + 16, b1)
-                vstore(yf, yb + 2 * O, a2)
-                vstore(yf, yb + 2 * O + 16, b2)
-                vstore(yf, yb + 3 * O, a3)
-                vstore(yf, yb + 3 * O + 16, b3)
-                vstore(yf, yb + 4 * O, a4)
-                vstore(yf, yb + 4 * O + 16, b4)
-                vstore(yf, yb + 5 * O, a5)
-                vstore(yf, yb + 5 * O + 16, b5)
-                vstore(yf, yb + 6 * O, a6)
-                vstore(yf, yb + 6 * O + 16, b6)
+                na, nb = min(16, Oy - o), max(0, min(16, Oy - o - 16))   # real channels
+                px = Wo - ox0                                             # real pixels
+                at = ((n * Oy + o) * Ho + oy) * Wo + ox0
+                bt = at + 16 * plane
+                _store(yf, a0, at, plane, bias, o, True, na)
+                _store(yf, b0, bt, plane, bias, o + 16, True, nb)
+                _store(yf, a1, at + 1, plane, bias, o, px > 1, na)
+                _store(yf, b1, bt + 1, plane, bias, o + 16, px > 1, nb)
+                _store(yf, a2, at + 2, plane, bias, o, px > 2, na)
+                _store(yf, b2, bt + 2, plane, bias, o + 16, px > 2, nb)
+                _store(yf, a3, at + 3, plane, bias, o, px > 3, na)
+                _store(yf, b3, bt + 3, plane, bias, o + 16, px > 3, nb)
+                _store(yf, a4, at + 4, plane, bias, o, px > 4, na)
+                _store(yf, b4, bt + 4, plane, bias, o + 16, px > 4, nb)
+                _store(yf, a5, at + 5, plane, bias, o, px > 5, na)
+                _store(yf, b5, bt + 5, plane, bias, o + 16, px > 5, nb)
+                _store(yf, a6, at + 6, plane, bias, o, px > 6, na)
+                _store(yf, b6, bt + 6, plane, bias, o + 16, px > 6, nb)
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -128,24 +146,6 @@ def _pack_rows(x, xp, pt, pl, r0, r1):
         for ix in range(W):
             for c in range(C):
                 pf[uintp(dst + ix * C + c)] = xf[uintp(src + c * H * W + ix)]
-
-
-@njit(nogil=True, cache=True, boundscheck=False)
-def _unpack_rows(yb, b, y, r0, r1):
-    """y[n, :, oy, :] = yb[n, oy, :Wo, :O] transposed (+ b) for the rows n*Ho + oy in
-    [r0, r1)."""
-    N, O, Ho, Wo = y.shape
-    Wb, Ob = yb.shape[2], yb.shape[3]
-    yf, bf = y.ravel(), yb.ravel()
-    for q in range(r0, r1):
-        n = q // Ho
-        oy = q - n * Ho
-        src = q * Wb * Ob
-        dst = n * O * Ho * Wo + oy * Wo
-        for o in range(O):
-            bias = b[o]
-            for ox in range(Wo):
-                yf[uintp(dst + o * Ho * Wo + ox)] = bf[uintp(src + ox * Ob + o)] + bias
 
 
 def pack_input(x, g, width):
@@ -174,11 +174,10 @@ def conv(x, w, b, g, offsets):
     N = x.shape[0]
     width = -(-g.Wo // BLOCK_X) * BLOCK_X
     xp, wt = pack_input(x, g, width), pack_weight(w, g)
-    yb = np.empty((N, g.Ho, width, wt.shape[2]), dtype=np.float32)
-    offy, offx = offsets
-    run_ranges(_conv_rows, N * g.Ho, cpu_threads(),
-               lambda i: (xp, wt, yb, offy, offx, g.sh, g.sw))
+    bias = np.zeros(wt.shape[2], dtype=np.float32)
+    if b is not None:
+        bias[:g.O] = b
     y = np.empty((N, g.O, g.Ho, g.Wo), dtype=np.float32)
-    bias = np.zeros(g.O, dtype=np.float32) if b is None else b
-    run_ranges(_unpack_rows, N * g.Ho, cpu_threads(), lambda i: (yb, bias, y))
+    run_ranges(_conv_rows, N * g.Ho, cpu_threads(),
+               lambda i: (xp, wt, bias, y, offsets[0], offsets[1], g.sh, g.sw))
     return y

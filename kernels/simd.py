@@ -23,7 +23,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["LANES", "vzero", "vload", "vstore", "vbcast", "vfma"]
+__all__ = ["LANES", "vzero", "vload", "vstore", "vbcast", "vfma", "vget"]
 
 LANES = 16
 _VEC = ir.VectorType(ir.FloatType(), LANES)
@@ -109,3 +109,12 @@ def vfma(typingctx, a, b, c):
                                              f"llvm.fma.v{LANES}f32")
         return builder.call(fma, args)
     return float32xN(float32xN, float32xN, float32xN), codegen
+
+
+@intrinsic
+def vget(typingctx, vector, lane):
+    """Lane ``lane`` of a vector, as a float32."""
+    def codegen(context, builder, signature, args):
+        index = context.cast(builder, args[1], signature.args[1], types.int32)
+        return builder.extract_element(args[0], index)
+    return types.float32(vector, lane), codegen

@@ -17,6 +17,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._threads import cpu_threads, run_ranges
+
 __all__ = ["mm", "serial_blas", "matmul"]
 
 
@@ -180,11 +182,13 @@ def matmul(a, b, out=None):
     their own, and an OpenBLAS that had just run a multi-threaded product would keep a core
     busy spin-waiting under them (measured: the direct convolutions of a U-Net step 1.6x
     slower).  Other dtypes, and products too small to split, go to ``np.matmul``."""
-    from ._threads import cpu_threads, run_ranges
-    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     if (a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim < 2
-            or b.ndim < 2 or b.shape[-2] != K):
+            or b.ndim < 2 or b.shape[-2] != a.shape[-1]):
         return np.matmul(a, b, out=out)
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    if out is not None and not out.flags.c_contiguous:
+        out[...] = matmul(a, b)
+        return out
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     B = int(np.prod(batch, dtype=np.int64))
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:   # (..., M, K) @ (K, N): one GEMM
@@ -192,9 +196,6 @@ def matmul(a, b, out=None):
         return y.reshape(batch + (M, N)) if out is None else out
     if out is None:
         out = np.empty(batch + (M, N), dtype=a.dtype)
-    elif not out.flags.c_contiguous:
-        out[...] = matmul(a, b)
-        return out
     if B * M * N * K < SERIAL_WORK or 0 in (M, N, K):
         return np.matmul(a, b, out=out)
     am, ta = _row_major(a)

@@ -27,6 +27,7 @@ import nanogen as ng
 import nanogen.functional as F
 from nanogen import nn
 from nanogen.kernels import conv as K
+from nanogen.kernels import conv_direct as D
 from nanogen.testing import assert_close, gradcheck, gradgradcheck
 
 from tests.oracle import needs_torch, torch
@@ -281,6 +282,54 @@ def test_input_gradient_takes_the_flipped_conv_when_it_pays(monkeypatch):
         assert_close(gx, K.conv_transpose_reference(gy, w, None, g), rtol=1e-12, atol=1e-12)
         assert_close(gw, K.conv_weight_reference(x, gy, g), rtol=1e-12, atol=1e-12)
         assert bool(calls) == uses_col2im
+
+
+@st.composite
+def direct_geometries(draw):
+    """Geometries of one group with channel counts around the direct kernel's blocks of 32
+    (27 and 53 leave a partial block) and widths that are not multiples of its 7 pixels."""
+    channels = st.sampled_from([1, 3, 27, 32, 53, 64])
+    return draw(geometries(max_side=9))._replace(C=draw(channels), O=draw(channels), groups=1)
+
+
+@settings(max_examples=25)
+@given(g=direct_geometries(), n=st.integers(1, 2), seed=st.integers(0, 2**16))
+def test_direct_kernel_matches_reference(g, n, seed):
+    """float32 on the CPU: forward, input and weight gradients through whichever kernel the
+    drivers pick (the direct one where ``conv_direct.supported``) match the references."""
+    rng = np.random.default_rng(seed)
+    x, w = _rand(rng, (n, g.C, g.H, g.W)), _rand(rng, (g.O, g.C, g.kh, g.kw))
+    b, gy = _rand(rng, (g.O,)), _rand(rng, (n, g.O, g.Ho, g.Wo))
+    f32 = [a.astype(np.float32) for a in (x, w, b, gy)]
+    tol = dict(rtol=2e-4, atol=2e-4 * max(1.0, math.sqrt(g.C * g.T)))
+    assert_close(K.conv(*f32[:3], g), K.conv_reference(x, w, b, g), **tol)
+    if D.supported(g, np.float32):
+        assert_close(D.conv(*f32[:3], g, K._tap_offsets(g)), K.conv_reference(x, w, b, g),
+                     **tol)
+    gx, gw = K.conv_backward(f32[0], f32[1], f32[3], g)
+    tol_gx = dict(rtol=2e-4, atol=2e-4 * max(1.0, math.sqrt(g.O * g.T)))
+    assert_close(gx, K.conv_transpose_reference(gy, w, None, g), **tol_gx)
+    assert_close(gw, K.conv_weight_reference(x, gy, g),
+                 rtol=2e-4, atol=2e-4 * max(1.0, math.sqrt(n * g.Ho * g.Wo)))
+
+
+def test_float32_convs_take_the_direct_kernel(monkeypatch):
+    """A float32 3x3 32->32 conv runs forward and input gradient without im2col or col2im;
+    float64 (the gradient checks) keeps the im2col kernels."""
+    g = K.Geometry.make(32, 9, 8, 32, 3, 3, (1, 1), (1, 1, 1, 1))
+    assert D.supported(g, np.float32) and not D.supported(g, np.float64)
+    assert not D.supported(g._replace(O=40), np.float32)      # 24 of 64 lanes would be padding
+    rng = np.random.default_rng(5)
+    x, w = _rand(rng, (2, 32, 9, 8), np.float32), _rand(rng, (32, 32, 3, 3), np.float32)
+    gy = _rand(rng, (2, 32, 9, 8), np.float32)
+    im2col, used = K.im2col, []
+    monkeypatch.setattr(K, "im2col", lambda *a, **k: used.append(1) or im2col(*a, **k))
+    monkeypatch.setattr(K, "col2im", lambda *a, **k: pytest.fail("col2im called"))
+    K.conv(x, w, None, g)
+    K.conv_transpose(gy, w, None, g)
+    assert not used
+    K.conv(x.astype(np.float64), w.astype(np.float64), None, g)
+    assert used
 
 
 def test_pointwise_conv_needs_no_im2col(monkeypatch):

@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._threads import cpu_threads, run_ranges
+from ._threads import run_ranges, threads_for
 
 __all__ = ["mm", "serial_blas", "matmul"]
 
@@ -122,8 +122,8 @@ def serial_blas(dtype):
 
 
 # ---------------------------------------------------------------- the threaded matmul
-SERIAL_WORK = 1 << 18   # multiply-adds below which one thread does the product (OpenBLAS's
-                        # own threshold: it too runs such products on the calling thread)
+SERIAL_WORK = 1 << 18   # multiply-adds below which NumPy does the product (OpenBLAS's own
+                        # threshold: it too runs such products on the calling thread)
 
 
 @njit(nogil=True, cache=True)
@@ -203,7 +203,7 @@ def matmul(a, b, out=None):
     a3 = _as_stack(am, batch, B)
     b3 = _as_stack(bm, batch, B)
     c3 = out.reshape(B, M, N)
-    threads = cpu_threads()
+    threads = threads_for(B * M * N * K)
     if B == 1 and K >= 4 * max(M, N) and threads > 1:     # e.g. a weight gradient gyᵀ x
         parts = np.empty((threads, M, N), dtype=a.dtype)
         with serial_blas(a.dtype):

@@ -92,7 +92,7 @@ from . import conv_direct
 from . import blas
 from .blas import mm, serial_blas
 from ._device import array_module_of, launch
-from ._threads import cpu_threads, run_ranges
+from ._threads import run_ranges, threads_for
 
 __all__ = ["Geometry", "im2col", "col2im", "conv", "conv_transpose", "conv_weight",
            "conv_backward", "conv_transpose_backward",
@@ -680,7 +680,7 @@ def _conv_weight_threads(x, gy, g: Geometry):
     its own im2col chunks, single-threaded GEMMs and accumulator; the accumulators summed."""
     N, P, K = x.shape[0], g.Ho * g.Wo, g.C * g.T
     m = max(1, min(N, WEIGHT_CHUNK_BYTES // max(K * P * x.itemsize, 1)))
-    k = max(1, min(cpu_threads(), N))
+    k = max(1, min(threads_for(N * P * K * g.O), N))
     cols = np.empty((k, K * m * P), dtype=x.dtype)
     yt = np.empty((k, g.O * m * P), dtype=x.dtype)
     gwt = np.zeros((k, K, g.O), dtype=x.dtype)

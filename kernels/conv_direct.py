@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uintp
 
-from ._threads import cpu_threads, run_ranges
+from ._threads import run_ranges, threads_for
 from .simd import vbcast, vfma, vget, vload, vzero
 
 __all__ = ["BLOCK_O", "BLOCK_X", "supported", "conv"]
@@ -156,7 +156,8 @@ def pack_input(x, g, width):
     Wp = max(g.pl + g.W, (width - 1) * g.sw + g.dw * (g.kw - 1) + 1)
     xp = np.empty((N, Hp, Wp, g.C), dtype=np.float32)
     x = np.ascontiguousarray(x)
-    run_ranges(_pack_rows, N * Hp, cpu_threads(), lambda i: (x, xp, g.pt, g.pl))
+    run_ranges(_pack_rows, N * Hp, threads_for(16 * xp.size),    # a copy: ~16 flops' time
+               lambda i: (x, xp, g.pt, g.pl))
     return xp
 
 
@@ -178,6 +179,7 @@ def conv(x, w, b, g, offsets):
     if b is not None:
         bias[:g.O] = b
     y = np.empty((N, g.O, g.Ho, g.Wo), dtype=np.float32)
-    run_ranges(_conv_rows, N * g.Ho, cpu_threads(),
+    work = N * g.Ho * width * wt.shape[2] * g.C * g.T
+    run_ranges(_conv_rows, N * g.Ho, threads_for(work),
                lambda i: (xp, wt, bias, y, offsets[0], offsets[1], g.sh, g.sw))
     return y

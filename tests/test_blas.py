@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from numba import njit
 
-from nanogen.kernels import blas
+from nanogen.kernels import _threads, blas
 from nanogen.kernels.simd import LANES, vbcast, vfma, vget, vload, vstore, vzero
 
 
@@ -37,10 +37,16 @@ def products(draw):
         operand(batch_b + (K, N), draw(st.booleans()))
 
 
-@given(ab=products())
-def test_matmul_equals_numpy(ab):
+@given(ab=products(), split=st.booleans())
+def test_matmul_equals_numpy(ab, split):
+    """Serial and split over the threads (``split``: every product above NumPy's threshold)."""
     a, b = ab
-    out = blas.matmul(a, b)
+    saved = _threads.PARALLEL_WORK
+    _threads.PARALLEL_WORK = 0 if split else saved
+    try:
+        out = blas.matmul(a, b)
+    finally:
+        _threads.PARALLEL_WORK = saved
     expected = np.matmul(a.astype(np.float64), b.astype(np.float64))
     assert out.shape == expected.shape and out.dtype == a.dtype
     tol = 1e-4 if a.dtype == np.float32 else 1e-11
@@ -51,6 +57,7 @@ def test_matmul_equals_numpy(ab):
 @pytest.mark.parametrize("tb", [False, True])
 def test_long_inner_dimension_is_split_and_summed(ta, tb):
     """(64, 4096) @ (4096, 48): each thread multiplies a slice of the inner dimension."""
+    assert 64 * 4096 * 48 >= _threads.PARALLEL_WORK
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4096, 64) if ta else (64, 4096)).astype(np.float32)
     b = rng.standard_normal((48, 4096) if tb else (4096, 48)).astype(np.float32)

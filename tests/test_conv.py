@@ -27,6 +27,7 @@ import nanogen as ng
 import nanogen.functional as F
 from nanogen import nn
 from nanogen.kernels import conv as K
+from nanogen.kernels import _threads
 from nanogen.kernels import conv_direct as D
 from nanogen.testing import assert_close, gradcheck, gradgradcheck
 
@@ -293,10 +294,21 @@ def direct_geometries(draw):
 
 
 @settings(max_examples=25)
-@given(g=direct_geometries(), n=st.integers(1, 2), seed=st.integers(0, 2**16))
-def test_direct_kernel_matches_reference(g, n, seed):
+@given(g=direct_geometries(), n=st.integers(1, 3), seed=st.integers(0, 2**16),
+       split=st.booleans())
+def test_direct_kernel_matches_reference(g, n, seed, split):
     """float32 on the CPU: forward, input and weight gradients through whichever kernel the
-    drivers pick (the direct one where ``conv_direct.supported``) match the references."""
+    drivers pick (the direct one where ``conv_direct.supported``) match the references, run
+    on one thread or (``split``) with the rows / samples split over the threads."""
+    saved = _threads.PARALLEL_WORK
+    _threads.PARALLEL_WORK = 0 if split else saved
+    try:
+        _check_float32_drivers(g, n, seed)
+    finally:
+        _threads.PARALLEL_WORK = saved
+
+
+def _check_float32_drivers(g, n, seed):
     rng = np.random.default_rng(seed)
     x, w = _rand(rng, (n, g.C, g.H, g.W)), _rand(rng, (g.O, g.C, g.kh, g.kw))
     b, gy = _rand(rng, (g.O,)), _rand(rng, (n, g.O, g.Ho, g.Wo))

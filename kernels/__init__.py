@@ -13,6 +13,11 @@ The op in :mod:`nanogen.functional` picks the version by the tensor's device: ``
 CPU version, ``"cuda"`` the numba.cuda one -- on a real GPU, or under numba's simulator when
 ``NUMBA_ENABLE_CUDASIM=1`` is set (then "cuda" tensors hold NumPy arrays and the kernels run on
 the CPU one simulated thread at a time, which is how CI checks them).
+
+Shared CPU machinery: ``simd`` (LLVM vector values inside numba, for register-blocked kernels
+such as ``conv_direct``, the CPU's float32 convolution), ``blas`` (GEMMs called from numba, and
+a matmul split over the cores with single-threaded BLAS) and ``_threads`` (the one pool of
+Python threads that the splitting kernels share).
 """
 from __future__ import annotations
 

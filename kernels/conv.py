@@ -60,16 +60,23 @@ a (C*T, n*P) column matrix and contracts over only O channels; conv(y, w') write
 convolutions (batch 64) the 96->32 input gradient at 28x28 took 21 ms instead of 26, 192->64 at
 14x14 20 instead of 26, the 32->1 output conv 1.7 instead of 6.8 (its GEMM was an outer product).
 With C < O it is slower (32->64: 5.3 ms instead of 4.4), and with C = O no faster while it would
-cost conv_backward its shared transpose of gy; so ``conv_transpose`` and ``conv_backward`` take
-this path for stride-1 convs with C > O whose flipped padding is not larger than the original
-output (``_flip_pays``).
+cost conv_backward its shared transpose of gy.  On the CPU in float32 the conv(y, w') is usually
+the direct kernel (:mod:`nanogen.kernels.conv_direct`), which needs no im2col at all.  So
+``conv_transpose`` and ``conv_backward`` take this path for stride-1 convs whose flipped padding
+is not larger than the original output, when g' runs the direct kernel or C > O
+(``_input_gradient_as_conv``).
 
 Versions
 --------
 * ``*_reference``: plain NumPy loops over taps and positions, obviously correct; the tests'
   ground truth.
-* CPU: ``numba.njit(nogil=True, cache=True)`` loops over the (sample, channel) planes of a
-  chunk; the cores are kept busy by the multi-threaded GEMM between them.  Measured on 2 cores
+* CPU, float32, one group: ``conv`` runs the direct kernel of :mod:`nanogen.kernels.conv_direct`
+  (forward, and stride-1 input gradients through the flipped weight); the weight gradient splits
+  the batch over nanogen's threads, each with its own im2col chunks and single-threaded GEMMs
+  (``_conv_weight_threads``).  GEMMs go through :func:`nanogen.kernels.blas.matmul`, which
+  leaves no OpenBLAS thread spinning under those threads.
+* CPU, otherwise: ``numba.njit(nogil=True, cache=True)`` loops over the (sample, channel) planes
+  of a chunk, with the GEMMs between them split over the cores.  Measured on 2 cores
   (dense 3x3 64->64, 28x28, batch 64, forward + backward): cache-sized chunks with
   single-threaded kernels 106-114 ms; whole-batch chunks 140-164 ms; the kernels split over a
   pool of two Python threads 174 ms (a hand-over per chunk); ``parallel=True`` kernels were

@@ -5,7 +5,7 @@ The im2col route (:mod:`nanogen.kernels.conv`) writes a column matrix T times th
 input, and the GEMM then packs it again; with few output channels (O = 32: the GEMM's M) BLAS
 reaches 60-70% of its peak on this work.  A direct kernel reads the input where it lies:
 
-    y[n, oy, ox, o] = Σ_{t, c} x[n, oy*sh + ky_t*dh, ox*sw + kx_t*dw, c] · w_t[c, o]
+    y[n, o, oy, ox] = Σ_{t, c} x[n, oy*sh + ky_t*dh, ox*sw + kx_t*dw, c] · w_t[c, o]
 
 on ``xp`` (N, Hp, Wp, C), x transposed to channels-last and zero-padded (top / left padding
 shifts the indices, so every read is inside ``xp``), and ``wt`` (T, C, Op), one (C, O) matrix
@@ -16,13 +16,14 @@ The micro-kernel computes a block of ``BLOCK_X`` = 7 neighbouring output pixels 
 registers for the whole reduction over (tap, input channel).  Per input channel it loads the two
 weight vectors w_t[c, o : o + 32], broadcasts the 7 input values x[pixel_i, c], and does 14
 fused multiply-adds: 448 flops for 9 loads, so the FMA units, not memory, set the pace.  The
-output width is computed in whole blocks of 7 (``Wo`` rounded up; the extra columns read
-padding and are dropped), which fits the 28, 14 and 7 pixel rows of MNIST-sized networks
-exactly.  Rows of output are split over the cores (:mod:`nanogen.kernels._threads`).
+block's results go lane by lane straight into the NCHW output, with the bias (no unpacking
+pass).  Blocks past the output's width (``Wo`` rounded up to 7) or channel count read padding
+and are not stored; 7 divides the 28, 14 and 7 pixel rows of MNIST-sized networks.  Rows of
+output are split over the cores (:mod:`nanogen.kernels._threads`).
 
-Measured on the 2-core AVX-512 CPU, batch 64, forward of a 3x3 "same" conv, one thread: 74-103
-GFLOPS (32->32 at 28x28 in 8.9 ms, 192->64 at 14x14 in 27.6 ms); im2col + OpenBLAS on both cores
-took 10.5 and 24.2 ms.
+Measured on the 2-core AVX-512 CPU, batch 64, forward of a 3x3 conv including the packing, in
+one run: 32->32 at 28x28 7.7 ms (im2col + GEMM 26 ms), 96->32 19.5 ms (69), 192->64 at 14x14
+18.4 ms (53), 128->128 at 7x7 7.1 ms (13); one thread alone ran at 74-103 GFLOPS.
 
 ``supported`` says which convolutions take this path (float32, one group, non-negative top and
 left padding, O padded by at most a quarter); the others, float64 (the gradient checks) and the
@@ -53,12 +54,23 @@ def supported(g, dtype) -> bool:
 
 
 @njit(inline="always")
-def _store(yf, acc, at, plane, bias, o, pixel_ok, channels):
-    """y[n, o + l, oy, ox] = acc[l] + bias[o + l] for the lanes l < ``channels`` (``at``: the
-    flat index of lane 0, ``plane``: Ho*Wo, from one channel to the next)."""
+def _times_weights(xf, i, w0, w1, a, b):
+    """(a + x w0, b + x w1) with x = xf[i]: one input value times the block's 32 weights.  The
+    index is cast to unsigned, so numba leaves out its negative-index wrap-around (which had
+    filled the inner loop with as many instructions as the FMAs themselves)."""
+    v = vbcast(xf[uintp(i)])
+    return vfma(v, w0, a), vfma(v, w1, b)
+
+
+@njit(inline="always")
+def _store_pixel(yf, a, b, at, plane, bias, o, pixel_ok, na, nb):
+    """y[n, o + l, oy, ox] = (a, b)[l] + bias[o + l] for the na + nb real channels of one pixel
+    (``at``: the flat index of channel o; ``plane`` = Ho*Wo from one channel to the next)."""
     if pixel_ok:
-        for lane in range(channels):
-            yf[uintp(at + lane * plane)] = vget(acc, lane) + bias[o + lane]
+        for lane in range(na):
+            yf[uintp(at + lane * plane)] = vget(a, lane) + bias[o + lane]
+        for lane in range(nb):
+            yf[uintp(at + (16 + lane) * plane)] = vget(b, lane) + bias[o + 16 + lane]
 
 
 @njit(nogil=True, cache=True, boundscheck=False)
@@ -81,8 +93,7 @@ def _conv_rows(xp, wt, bias, y, offy, offx, sh, sw, r0, r1):
                 a3, b3, a4, b4, a5, b5 = vzero(), vzero(), vzero(), vzero(), vzero(), vzero()
                 a6, b6 = vzero(), vzero()
                 for t in range(T):
-                    # the block's 7 input pixels for tap t (unsigned: numba then drops its
-                    # negative-index wrap-around from the loads, which nearly doubled the loop)
+                    # where the block's 7 input pixels start for tap t
                     x0 = ((n * Hp + oy * sh + offy[t]) * Wp + ox0 * sw + offx[t]) * C
                     x1, x2, x3, x4, x5, x6 = x0 + s, x0 + 2 * s, x0 + 3 * s, x0 + 4 * s, \
                         x0 + 5 * s, x0 + 6 * s
@@ -90,38 +101,23 @@ def _conv_rows(xp, wt, bias, y, offy, offx, sh, sw, r0, r1):
                     for c in range(C):
                         w0 = vload(wf, wb + c * O)
                         w1 = vload(wf, wb + c * O + 16)
-                        v = vbcast(xf[uintp(x0 + c)])
-                        a0, b0 = vfma(v, w0, a0), vfma(v, w1, b0)
-                        v = vbcast(xf[uintp(x1 + c)])
-                        a1, b1 = vfma(v, w0, a1), vfma(v, w1, b1)
-                        v = vbcast(xf[uintp(x2 + c)])
-                        a2, b2 = vfma(v, w0, a2), vfma(v, w1, b2)
-                        v = vbcast(xf[uintp(x3 + c)])
-                        a3, b3 = vfma(v, w0, a3), vfma(v, w1, b3)
-                        v = vbcast(xf[uintp(x4 + c)])
-                        a4, b4 = vfma(v, w0, a4), vfma(v, w1, b4)
-                        v = vbcast(xf[uintp(x5 + c)])
-                        a5, b5 = vfma(v, w0, a5), vfma(v, w1, b5)
-                        v = vbcast(xf[uintp(x6 + c)])
-                        a6, b6 = vfma(v, w0, a6), vfma(v, w1, b6)
+                        a0, b0 = _times_weights(xf, x0 + c, w0, w1, a0, b0)
+                        a1, b1 = _times_weights(xf, x1 + c, w0, w1, a1, b1)
+                        a2, b2 = _times_weights(xf, x2 + c, w0, w1, a2, b2)
+                        a3, b3 = _times_weights(xf, x3 + c, w0, w1, a3, b3)
+                        a4, b4 = _times_weights(xf, x4 + c, w0, w1, a4, b4)
+                        a5, b5 = _times_weights(xf, x5 + c, w0, w1, a5, b5)
+                        a6, b6 = _times_weights(xf, x6 + c, w0, w1, a6, b6)
                 na, nb = min(16, Oy - o), max(0, min(16, Oy - o - 16))   # real channels
                 px = Wo - ox0                                             # real pixels
                 at = ((n * Oy + o) * Ho + oy) * Wo + ox0
-                bt = at + 16 * plane
-                _store(yf, a0, at, plane, bias, o, True, na)
-                _store(yf, b0, bt, plane, bias, o + 16, True, nb)
-                _store(yf, a1, at + 1, plane, bias, o, px > 1, na)
-                _store(yf, b1, bt + 1, plane, bias, o + 16, px > 1, nb)
-                _store(yf, a2, at + 2, plane, bias, o, px > 2, na)
-                _store(yf, b2, bt + 2, plane, bias, o + 16, px > 2, nb)
-                _store(yf, a3, at + 3, plane, bias, o, px > 3, na)
-                _store(yf, b3, bt + 3, plane, bias, o + 16, px > 3, nb)
-                _store(yf, a4, at + 4, plane, bias, o, px > 4, na)
-                _store(yf, b4, bt + 4, plane, bias, o + 16, px > 4, nb)
-                _store(yf, a5, at + 5, plane, bias, o, px > 5, na)
-                _store(yf, b5, bt + 5, plane, bias, o + 16, px > 5, nb)
-                _store(yf, a6, at + 6, plane, bias, o, px > 6, na)
-                _store(yf, b6, bt + 6, plane, bias, o + 16, px > 6, nb)
+                _store_pixel(yf, a0, b0, at + 0, plane, bias, o, px > 0, na, nb)
+                _store_pixel(yf, a1, b1, at + 1, plane, bias, o, px > 1, na, nb)
+                _store_pixel(yf, a2, b2, at + 2, plane, bias, o, px > 2, na, nb)
+                _store_pixel(yf, a3, b3, at + 3, plane, bias, o, px > 3, na, nb)
+                _store_pixel(yf, a4, b4, at + 4, plane, bias, o, px > 4, na, nb)
+                _store_pixel(yf, a5, b5, at + 5, plane, bias, o, px > 5, na, nb)
+                _store_pixel(yf, a6, b6, at + 6, plane, bias, o, px > 6, na, nb)
 
 
 @njit(nogil=True, cache=True, boundscheck=False)

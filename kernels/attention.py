@@ -72,7 +72,7 @@ from numba.extending import overload
 
 from .blas import mm as _mm, serial_blas as _serial_blas
 from ._device import launch
-from ._threads import cpu_threads, run_ranges
+from ._threads import cpu_threads, run_ranges, threads_for
 
 __all__ = ["BLOCK_Q", "BLOCK_K", "tile_sizes", "reference_forward", "reference_backward",
            "forward_cpu", "backward_cpu", "forward_cuda", "backward_cuda", "compact_mask"]
@@ -354,14 +354,11 @@ def _tiles(L, S):
     return max(1, min(BLOCK_Q, L)), max(1, min(BLOCK_K, S))
 
 
-_MIN_PARALLEL = 1 << 16     # multiply-adds below which one thread beats handing work out
-
-
 def _run_tasks(kernel, n_tasks, work, per_thread, dtype, *args):
     """``kernel(*args, w, t0, t1)`` over tasks [0, n_tasks) split into contiguous ranges, one
     per worker thread (the numba kernels release the GIL); ``w`` is each thread's own tile
     buffer, so the temporaries do not grow with L or S."""
-    k = 1 if work < _MIN_PARALLEL else max(1, min(cpu_threads(), n_tasks))
+    k = max(1, min(threads_for(work), n_tasks))    # one thread for small work
     ws = np.empty((k, per_thread), dtype=dtype)
     with _serial_blas(dtype):
         run_ranges(kernel, n_tasks, k, lambda i: (*args, ws[i]))

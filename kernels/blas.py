@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from ._threads import run_ranges, threads_for
 
-__all__ = ["mm", "serial_blas", "matmul"]
+__all__ = ["mm", "serial_blas", "matmul", "matmul_of"]
 
 
 @intrinsic
@@ -222,3 +222,9 @@ def matmul(a, b, out=None):
         run_ranges(_gemm_tasks, B * blocks, threads,
                    lambda i: (a3, ta, b3, tb, c3, blocks, by_rows))
     return out
+
+
+def matmul_of(xp):
+    """The matmul for arrays of the array module ``xp``: ``matmul`` above for NumPy (the CPU),
+    ``xp.matmul`` otherwise (CuPy: cuBLAS)."""
+    return matmul if xp is np else xp.matmul

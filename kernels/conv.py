@@ -545,13 +545,6 @@ def _buffer(xp, n, dtype, slot):
     return buf[:n]
 
 
-def _matmul_of(xp):
-    """The matmul for arrays of ``xp``: on the CPU nanogen's threaded one (``blas.matmul``:
-    single-threaded BLAS on each core, which leaves no OpenBLAS thread spinning under the
-    kernels that follow), on the GPU CuPy's."""
-    return blas.matmul if xp is np else xp.matmul
-
-
 def _gemm(xp, a, b, out=None):
     """Per-group products a[k] @ b[k] of stacks (G, ., .), as 2-D GEMMs: NumPy's stacked matmul
     is up to 2x slower than its 2-D one for a transposed operand.  An inner dimension of 1 (the
@@ -559,7 +552,7 @@ def _gemm(xp, a, b, out=None):
     multiply: BLAS runs it at about 1 GFLOPS."""
     if out is None:
         out = xp.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype)
-    product = xp.multiply if a.shape[2] == 1 else _matmul_of(xp)
+    product = xp.multiply if a.shape[2] == 1 else blas.matmul_of(xp)
     for k in range(a.shape[0]):
         product(a[k], b[k], out=out[k])
     return out
@@ -602,13 +595,13 @@ def _engine(g: Geometry, device, x=None, w=None, gy=None, b=None, conv=False, co
         x = xp.ascontiguousarray(x)
     if g.pointwise:                     # x is its own column matrix: (N, G, Cg, P)
         if conv:
-            _matmul_of(xp)(wm, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Og, P))
+            blas.matmul_of(xp)(wm, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Og, P))
             if b is not None:
                 y += b.reshape(1, -1, 1, 1)
         if conv_t:
-            _matmul_of(xp)(wmt, gy.reshape(N, G, Og, P), out=gx.reshape(N, G, Cg, P))
+            blas.matmul_of(xp)(wmt, gy.reshape(N, G, Og, P), out=gx.reshape(N, G, Cg, P))
         if weight and N:
-            gwt = _matmul_of(xp)(x.reshape(N, G, Cg, P),
+            gwt = blas.matmul_of(xp)(x.reshape(N, G, Cg, P),
                             gy.reshape(N, G, Og, P).transpose(0, 1, 3, 2)).sum(0)
     else:
         whole = G * K * N * P

@@ -17,7 +17,7 @@ def _matmul(xp, a, b):
     """a @ b on arrays of ``xp``: on the CPU nanogen's threaded matmul (``kernels.blas``), which
     leaves the cores free for the kernels that follow; on the GPU cuBLAS."""
     a, b = _blas_operand(xp, a), _blas_operand(xp, b)
-    return blas.matmul(a, b) if xp.__name__ == "numpy" else xp.matmul(a, b)
+    return blas.matmul_of(xp)(a, b)
 
 
 def _blas_operand(xp, a):

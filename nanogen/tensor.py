@@ -396,7 +396,8 @@ def _install_methods():
         "__eq__": F.eq, "__ne__": F.ne, "__lt__": F.lt, "__le__": F.le, "__gt__": F.gt,
         "__ge__": F.ge, "__invert__": F.logical_not, "__and__": F.logical_and,
         "__or__": F.logical_or, "__getitem__": F.index,
-        "__floordiv__": F.floor_divide, "__mod__": F.remainder,
+        "__floordiv__": F.floor_divide, "__rfloordiv__": reflected(F.floor_divide),
+        "__mod__": F.remainder, "__rmod__": reflected(F.remainder),
     }
     for name, fn in ops.items():
         setattr(Tensor, name, fn)
@@ -404,7 +405,7 @@ def _install_methods():
         clip maximum minimum eq ne lt le gt ge sum mean var std max min amax amin argmax argmin
         logsumexp prod all any reshape view flatten unflatten permute transpose t squeeze
         unsqueeze expand expand_as broadcast_to repeat split chunk unbind gather matmul relu
-        softmax log_softmax square sign floor round logical_not masked_fill index_select
+        softmax log_softmax square sign floor ceil round logical_not masked_fill index_select
         view_as reshape_as flip movedim norm cumsum sort""".split()
     for name in methods:
         setattr(Tensor, name, getattr(F, name))

@@ -5,6 +5,9 @@ differentiable ops) side by side.  Broadcasting is undone in the backward by
 :func:`~nanogen.functional._util.unbroadcast` (a sum over the broadcast axes).
 Ops whose derivative is piecewise constant (relu-like masks, abs, clamp) capture the mask as a
 constant array, so their backward is ``gy * mask`` and stays differentiable in ``gy``.
+Piecewise-constant ops (floor, ceil, round, sign, ``div(rounding_mode="floor")``) follow
+PyTorch: their results stay on the graph and their gradient is zeros; ``floor_divide``'s
+backward raises, as PyTorch's does.
 """
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from ._util import as_tensor_like, binary_operands, unbroadcast
 
 __all__ = ["add", "sub", "mul", "div", "true_divide", "neg", "pow", "exp", "log", "log1p",
            "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "abs", "clamp", "clip", "where",
-           "maximum", "minimum", "square", "sign", "floor", "round", "eq", "ne", "lt", "le",
-           "gt", "ge", "logical_not", "logical_and", "logical_or", "floor_divide", "remainder",
-           "cast", "to_device", "clone", "masked_fill", "isfinite", "isnan", "erf",
+           "maximum", "minimum", "square", "sign", "floor", "ceil", "round", "eq", "ne", "lt",
+           "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "floor_divide",
+           "remainder", "cast", "to_device", "clone", "masked_fill", "isfinite", "isnan", "erf",
            "normal_cdf", "expm1", "reciprocal", "lerp"]
 
 
@@ -131,8 +134,10 @@ def mul(input, other):
 
 
 def div(input, other, rounding_mode=None):
+    """``input / other``; ``rounding_mode="floor"``: ⌊input / other⌋ with a zero gradient
+    (PyTorch's, unlike :func:`floor_divide`, whose backward raises)."""
     if rounding_mode == "floor":
-        return floor_divide(input, other)
+        return DivFloor.apply(*binary_operands(input, other, "div"))
     if rounding_mode is not None:
         raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
     a, b = binary_operands(input, other, "div")
@@ -369,20 +374,44 @@ def normal_cdf(input):
     return (erf(input * (1.0 / np.sqrt(2.0))) + 1.0) * 0.5
 
 
+class ClampTensor(Function):
+    """clamp(x, lo, hi) = min(max(x, lo), hi) with tensor bounds (either may be absent) and
+    PyTorch's gradient: to x where lo <= x <= hi (ties included, unlike maximum's even split),
+    to lo where x < lo < hi, to hi where x > hi or hi < lo (crossed bounds give hi).  So where
+    x < lo = hi no operand gets it, as in PyTorch."""
+
+    def forward(self, x, *bounds):
+        xp = self.xp
+        lo = bounds[0] if self.has_min else None
+        hi = bounds[-1] if self.has_max else None
+        out = x if lo is None else xp.maximum(x, lo)
+        out = out if hi is None else xp.minimum(out, hi)
+        if self.requires_grad:
+            take_x, take_bounds = xp.ones(out.shape, dtype=bool), []
+            if lo is not None:
+                take_x &= x >= lo
+                take_bounds.append((x < lo) if hi is None else (x < lo) & (lo < hi))
+            if hi is not None:
+                take_x &= x <= hi
+                take_bounds.append((x > hi) if lo is None else (x > hi) | (hi < lo))
+            self.masks = [m.astype(x.dtype) for m in [take_x] + take_bounds]
+        return out
+
+    def backward(self, gy):
+        return tuple(unbroadcast(gy * _const(self.xp.broadcast_to(m, gy.shape), gy), t.shape)
+                     if need else None
+                     for t, m, need in zip(self.inputs, self.masks, self.needs_input_grad))
+
+
 def clamp(input, min=None, max=None):
+    """Values limited to [min, max]; the gradient passes where min <= x <= max, the bounds
+    included (PyTorch's convention; see :class:`ClampTensor` for tensor bounds)."""
     if min is None and max is None:
         raise ValueError("clamp: give at least one of min and max")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
-        # min(max(x, lo), hi) with PyTorch's gradient: all of it to x where lo <= x <= hi (ties
-        # included, unlike maximum's even split), to a bound where that bound is the output
-        out = input
-        if min is not None:
-            lo = as_tensor_like(min, input)
-            out = where(lt(out, lo), lo, out)
-        if max is not None:
-            hi = as_tensor_like(max, input)
-            out = where(gt(out, hi), hi, out)
-        return out
+        bounds = [binary_operands(input, b, "clamp")[1] for b in (min, max) if b is not None]
+        return ClampTensor.apply(input, *bounds, has_min=min is not None,
+                                 has_max=max is not None)
     return Clamp.apply(input, min=min, max=max)
 
 
@@ -452,6 +481,97 @@ def masked_fill(input, mask, value):
                  input)
 
 
+# ---------------------------------------------------------------- piecewise-constant ops
+class _Step(Function):
+    """y = f(x) for a piecewise-constant f (floor, ceil, round, sign);  dy/dx = 0.
+
+    As in PyTorch the result stays on the graph (it requires grad when x does) and its gradient
+    is zeros, at the jumps too, where no derivative exists."""
+
+    def forward(self, x):
+        return self.f(self.xp, x)
+
+    def backward(self, gy):
+        return _zeros_like(self.inputs[0])
+
+
+def _zeros_like(t: Tensor) -> Tensor:
+    return Tensor._make(t._xp().zeros(t.shape, dtype=t.data.dtype), t._device)
+
+
+def _step(f, name, what):
+    def op(input, *args, **kwargs):
+        return _Step.apply(input, f=lambda xp, x: f(xp, x, *args, **kwargs))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"Elementwise {what}; the gradient is zero (PyTorch's convention)."
+    return op
+
+
+def _integral(xp_fn):
+    """floor / ceil: integer tensors come back unchanged, in their own dtype (as in PyTorch)."""
+    return lambda xp, x: getattr(xp, xp_fn)(x) if x.dtype.kind == "f" else x.copy()
+
+
+sign = _step(lambda xp, x: xp.sign(x), "sign", "sign (-1, 0 or 1)")
+floor = _step(_integral("floor"), "floor", "floor ⌊x⌋")
+ceil = _step(_integral("ceil"), "ceil", "ceiling ⌈x⌉")
+round = _step(lambda xp, x, decimals=0: xp.round(x, decimals), "round",
+              "rounding to ``decimals`` places, halves to even (round(2.5) = 2)")
+
+
+# ---------------------------------------------------------------- floor division and remainder
+class DivFloor(Function):
+    """y = ⌊a / b⌋, the quotient that goes with :func:`remainder` (a = b y + a mod b);
+    dy/da = dy/db = 0, as PyTorch's ``div(a, b, rounding_mode="floor")``."""
+
+    def forward(self, a, b):
+        return self.xp.floor_divide(a, b)
+
+    def backward(self, gy):
+        return tuple(_zeros_like(t) if need else None
+                     for t, need in zip(self.inputs, self.needs_input_grad))
+
+
+class FloorDivide(DivFloor):
+    """``floor_divide`` / ``//``: the forward of :class:`DivFloor`, and PyTorch's backward,
+    which raises -- the result requires grad, so the graph is not cut silently, but PyTorch
+    2.13 has no derivative for ``aten::floor_divide``."""
+
+    def backward(self, gy):
+        raise RuntimeError("floor_divide (a // b) has no derivative, as in PyTorch ('derivative "
+                           "for aten::floor_divide is not implemented'): use div(a, b, "
+                           "rounding_mode='floor') for a zero gradient, or detach the operands")
+
+
+class Remainder(Function):
+    """y = a mod b = a - b ⌊a/b⌋, with the sign of b (Python's %);
+    dy/da = 1,  dy/db = -⌊a/b⌋, at the jumps a = kb too (PyTorch's formula)."""
+
+    def forward(self, a, b):
+        return self.xp.remainder(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = unbroadcast(gy, a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(-gy * div(a, b, rounding_mode="floor"), b.shape) \
+            if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+def floor_divide(input, other):
+    """⌊input / other⌋ (``//``).  Its backward raises, as in PyTorch (see :class:`FloorDivide`);
+    ``div(input, other, rounding_mode="floor")`` is the same value with a zero gradient."""
+    return FloorDivide.apply(*binary_operands(input, other, "floor_divide"))
+
+
+def remainder(input, other):
+    """input mod other with the sign of ``other`` (``%``), differentiable in both operands
+    (see :class:`Remainder`).  A number on the left, ``c % x``, is differentiated too:
+    d/dx = -⌊c/x⌋, as PyTorch's ``remainder(tensor(c), x)``; PyTorch 2.13 raises for
+    ``c % x`` itself, lacking that formula for a Python number on the left."""
+    return Remainder.apply(*binary_operands(input, other, "remainder"))
+
+
 # ---------------------------------------------------------------- no-gradient ops
 def _nograd(fn, name):
     def op(input, *args):
@@ -462,9 +582,6 @@ def _nograd(fn, name):
     return op
 
 
-sign = _nograd(lambda xp, x: xp.sign(x), "sign")
-floor = _nograd(lambda xp, x: xp.floor(x), "floor")
-round = _nograd(lambda xp, x, decimals=0: xp.round(x, decimals), "round")
 isfinite = _nograd(lambda xp, x: xp.isfinite(x), "isfinite")
 isnan = _nograd(lambda xp, x: xp.isnan(x), "isnan")
 logical_not = _nograd(lambda xp, x: xp.logical_not(x), "logical_not")
@@ -494,8 +611,6 @@ gt = _compare(lambda xp, a, b: xp.greater(a, b), "gt")
 ge = _compare(lambda xp, a, b: xp.greater_equal(a, b), "ge")
 logical_and = _compare(lambda xp, a, b: xp.logical_and(a, b), "logical_and")
 logical_or = _compare(lambda xp, a, b: xp.logical_or(a, b), "logical_or")
-floor_divide = _compare(lambda xp, a, b: xp.floor_divide(a, b), "floor_divide")
-remainder = _compare(lambda xp, a, b: xp.remainder(a, b), "remainder")
 
 
 # ---------------------------------------------------------------- dtype and device moves

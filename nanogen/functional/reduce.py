@@ -245,13 +245,64 @@ def logsumexp(input, dim=None, keepdim=False):
                            keepdim=keepdim)
 
 
+class Prod(Function):
+    """y = Π_axes x;  ∂y/∂x_i = Π_{j≠i} x_j, the product of the others in x_i's slice
+    (:func:`_product_of_others`, exact at zeros: with one zero at i that is the product of the
+    rest, with two or more zeros it is 0 everywhere in the slice, as in PyTorch)."""
+
+    keep_output = True
+
+    def forward(self, x):
+        return x.prod(axis=self.axes, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        from .shape import reshape
+        x = self.inputs[0]
+        shape = _keepdim_shape(x.shape, self.axes)
+        y = self.output if self.keepdim else reshape(self.output, shape)
+        gy = gy if self.keepdim else reshape(gy, shape)
+        return gy * _product_of_others(x, self.axes, y)
+
+
+def _product_of_others(x, axes, y=None):
+    """o_i = Π_{j≠i} x_j over each slice of ``axes``, built from differentiable ops so that its
+    own derivative ∂o_i/∂x_k = Π_{j≠i,k} x_j (prod's second derivative) is right too.
+
+    No zero in x: o = y / x with y = Π x (``y``: that product, keepdim-shaped, if known).
+    Otherwise, with Z the zeros of a slice (frozen masks) and x_i ≠ 0 off Z::
+
+        o_i = Π_{j∉Z, j≠i} x_j  ·  ( Π_{j∈Z} x_j            for i ∉ Z
+                                    ( Π_{j∈Z, j≠i} x_j       for i ∈ Z
+
+    The first factor is a product without zeros (the no-zero case again, the zeros read as
+    1); Π_Z x is ``prod`` of x with the non-zeros read as 1 (value 0; its derivatives recurse
+    here); Π_{Z∖i} x is 1 for one zero and the other zero, Σ_Z x - x_i, for two.  With the
+    masks held fixed each factor equals its product as a polynomial in x, so every derivative
+    is exact.  For three or more zeros Π_{Z∖i} x and its first derivative are 0, and it is
+    taken as the constant 0: prod's first and second derivatives stay exact, the third and
+    higher of such a slice are dropped."""
+    from .elementwise import where
+    zero = x.data == 0
+    if not zero.any():
+        return (prod(x, axes, keepdim=True) if y is None else y) / x
+    count = zero.sum(axis=axes, keepdims=True)
+    nonzero = where(zero, 1.0, x)                        # the zeros read as 1
+    others_nonzero = prod(nonzero, axes, keepdim=True) / nonzero
+    zeros_product = prod(where(zero, x, 1.0), axes, keepdim=True)
+    other_zero = sum(x * _mask(zero, x), axes, keepdim=True) - x      # Σ_Z x - x_i
+    zeros_but_i = other_zero * _mask(count == 2, x) + _mask(count == 1, x)
+    return others_nonzero * where(zero, zeros_but_i, zeros_product)
+
+
+def _mask(a, like):
+    """A boolean array as a constant 0/1 tensor of ``like``'s dtype and device."""
+    return Tensor._make(a.astype(like.data.dtype), like._device)
+
+
 def prod(input, dim=None, keepdim=False):
-    """Product over ``dim``, computed as exp Σ log|x| with signs (differentiable when x ≠ 0)."""
-    from .elementwise import abs as abs_, exp, log
-    axes = normalize_dims(dim, input.ndim, "prod")
-    sign = Tensor._make(input._xp().sign(input.data).prod(axis=axes, keepdims=keepdim),
-                        input._device)
-    return exp(sum(log(abs_(input)), axes, keepdim)) * sign
+    """Product over ``dim`` (an int, a tuple, or None for all); its gradient is exact at zeros,
+    its second derivative too (see :class:`Prod`)."""
+    return Prod.apply(input, axes=normalize_dims(dim, input.ndim, "prod"), keepdim=keepdim)
 
 
 def all(input, dim=None, keepdim=False):

@@ -78,13 +78,58 @@ def build_model(config: dict, dataset=None):
                            num_classes=dataset.num_classes, **kwargs)
     except TypeError as e:
         if "argument" not in str(e):
-            raise
+            if not kwargs or kwargs == dict(spec.kwargs):   # the model's own defaults: a bug
+                raise
+            raise UsageError(f"model {spec.name!r} cannot be built with the arguments "
+                             f"{_short_json(kwargs, 200)} (TypeError: {e})") from None
         raise UsageError(f"model {spec.name!r} does not take these arguments "
                          f"{sorted(kwargs)}: {e}") from None
+    except ValueError as e:
+        if not kwargs or kwargs == dict(spec.kwargs):
+            raise
+        raise UsageError(f"model {spec.name!r} cannot be built with the arguments "
+                         f"{_short_json(kwargs, 200)} (ValueError: {e})") from None
     return model.to(config.get("device", "cpu"))
 
 
-def _read_config(run_dir: Path) -> dict:
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# config.json: every key `nanogen train` writes, what it must hold, and the test.  Other keys are
+# refused (a misspelt "ema_dacay" would otherwise be ignored without a word).  sample and eval need
+# only model and dataset (a run trained from Python may hold no more); --resume needs the settings
+# of _RESUME_KEYS too.
+_CONFIG_KEYS = {
+    "model": ("a model name", lambda v: isinstance(v, str)),
+    "dataset": ("a dataset name", lambda v: isinstance(v, str)),
+    "steps": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "batch_size": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "lr": ("a positive number", lambda v: _is_number(v) and 0 < v < float("inf")),
+    "lr_schedule": ('"constant" or "cosine"', lambda v: v in ("constant", "cosine")),
+    "ema_decay": ("null or a number from 0 to 1", lambda v: v is None or
+                  (_is_number(v) and 0 <= v <= 1)),
+    "seed": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "device": ('"cpu" or "cuda"', lambda v: v in ("cpu", "cuda")),
+    "model_kwargs": ("an object of model arguments", lambda v: isinstance(v, dict)),
+    "nanogen_version": ("a version string", lambda v: isinstance(v, str)),
+}
+_RESUME_KEYS = ("batch_size", "lr", "seed")
+
+
+def _short_json(value, limit=60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _read_config(run_dir: Path, needed=("model", "dataset")) -> dict:
+    """``run_dir/config.json``, checked: a JSON object of the known keys, each holding what it
+    should, with every key in ``needed`` present; anything else is a one-line UsageError."""
+    import difflib
     path = run_dir / "config.json"
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory (train one first: "
@@ -93,10 +138,30 @@ def _read_config(run_dir: Path) -> dict:
         raise UsageError(f"{run_dir}: no config.json, so not a nanogen run directory (train one "
                          f"first: nanogen train MODEL --out {run_dir})")
     try:
-        config = json.loads(path.read_text())
-        config["model"], config["dataset"]   # noqa: B018 - both must be present
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{path}: corrupt run configuration ({type(e).__name__}: {e})") from None
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:       # bad JSON, or bytes that are not UTF-8
+        raise UsageError(f"{path}: corrupt run configuration ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())})") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: corrupt run configuration: a JSON "
+                         f"{type(config).__name__.replace('NoneType', 'null')} instead of an "
+                         f"object of settings")
+    for key in config:
+        if key not in _CONFIG_KEYS:
+            close = difflib.get_close_matches(key, _CONFIG_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"{path}: unknown key {key!r}{hint}; a run's config.json holds "
+                             f"{', '.join(_CONFIG_KEYS)}")
+    missing = [key for key in needed if key not in config]
+    if missing:
+        why = "" if set(missing) <= {"model", "dataset"} else " (--resume needs it)"
+        raise UsageError(f"{path}: corrupt run configuration: no "
+                         f"{' and no '.join(map(repr, missing))}{why}")
+    for key, (what, ok) in _CONFIG_KEYS.items():
+        if key in config and not ok(config[key]):
+            raise UsageError(f"{path}: {key!r} must be {what}, not {_short_json(config[key])}")
     return config
 
 
@@ -117,9 +182,9 @@ def load_run(run_dir, device=None):
             ema = ExponentialMovingAverage(model)
             ema.load_state_dict(checkpoint["ema"])
             ema.copy_to(model)
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
         raise UsageError(f"{run_dir}: the checkpoint does not fit the model in config.json "
-                         f"({e})") from None
+                         f"({' '.join(str(e).split())})") from None
     model.eval()
     return model, config, checkpoint
 
@@ -211,7 +276,9 @@ def cmd_train(args):
         raise UsageError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): pass --resume to "
                          f"continue it, or choose another --out")
     if args.resume and (run_dir / "config.json").is_file():
-        config = _read_config(run_dir)
+        config = _read_config(run_dir, needed=("model", "dataset") + _RESUME_KEYS
+                              + (("steps",) if args.steps is None else ()))
+        config.setdefault("device", "cpu")
         if config["model"] != spec.name:
             raise UsageError(f"--resume: {run_dir} holds a {config['model']!r} run, not "
                              f"{spec.name!r}")
@@ -243,6 +310,11 @@ def cmd_train(args):
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
     if not config["lr"] > 0:
         raise UsageError(f"--lr must be positive, got {config['lr']}")
+    if config["seed"] < 0:
+        raise UsageError(f"--seed must be at least 0, got {config['seed']}")
+    ema_decay = config.get("ema_decay")
+    if ema_decay is not None and not 0 <= ema_decay <= 1:
+        raise UsageError(f"--ema-decay must be between 0 and 1, got {ema_decay}")
     _check_device(config["device"])
 
     ng.manual_seed(config["seed"])
@@ -255,16 +327,22 @@ def cmd_train(args):
                         seed=config["seed"], transform=train_transform(model.data_transform),
                         device=config["device"])
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"training {spec.name} ({n_params:,} parameters) on {config['dataset']} "
-          f"({len(dataset):,} examples) for {config['steps']:,} steps of {config['batch_size']} "
-          f"on {config['device']} -> {run_dir}", file=sys.stderr)
+
+    def announce(step):
+        # called once the checkpoint is restored: a run that cannot start says only why
+        print(f"training {spec.name} ({n_params:,} parameters) on {config['dataset']} "
+              f"({len(dataset):,} examples) for {config['steps']:,} steps of "
+              f"{config['batch_size']} on {config['device']}"
+              + (f" from step {step:,}" if step else "") + f" -> {run_dir}", file=sys.stderr)
+
     result = train(model, loader, steps=config["steps"], out_dir=run_dir, config=config,
                    lr=config["lr"], lr_schedule=config.get("lr_schedule", "constant"),
                    ema_decay=config.get("ema_decay"),
                    resume=args.resume,
                    sample_every=args.sample_every or spec.sample_every,
                    checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
-                   num_samples=spec.num_samples, progress=not args.no_progress)
+                   num_samples=spec.num_samples, progress=not args.no_progress,
+                   on_start=announce)
     written = [run_dir / "samples.png"] + _write_figures(model.eval(), config, run_dir)
     first = next(iter(result.logs.items()), None)       # "loss", or a GAN's "loss_d"
     print(f"done: step {result.step:,} in {_fmt_seconds(result.seconds)}"
@@ -517,10 +595,11 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - every failure becomes one line
         if os.environ.get("NANOGEN_DEBUG"):
             raise
+        message = " ".join(str(e).split())         # one line, whatever the message holds
         if isinstance(e, _user_errors()):
-            print(f"nanogen {args.command}: error: {e}", file=sys.stderr)
+            print(f"nanogen {args.command}: error: {message}", file=sys.stderr)
             return 2
-        print(f"nanogen {args.command}: unexpected {type(e).__name__}: {e} "
+        print(f"nanogen {args.command}: unexpected {type(e).__name__}: {message} "
               f"(set NANOGEN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 

@@ -24,7 +24,10 @@ An ordinary ``.npz`` archive (a zip of ``.npy`` files, readable with ``np.load``
       {"$": "float", "v": "nan" | "inf" | "-inf"}
 
 The archive is read with ``allow_pickle=False``: loading a file, even a malicious one, never
-executes code.  Tensors come back as CPU tensors (``map_location="cuda"`` puts them on the GPU)
+executes code.  Every entry is read to its end, so the zip's CRC-32 of each entry is checked and a
+damaged file is reported instead of giving back different numbers; an entry whose ``.npy`` header
+describes another amount of data than the entry holds is reported before anything is allocated.
+Tensors come back as CPU tensors (``map_location="cuda"`` puts them on the GPU)
 with ``requires_grad`` as saved; NumPy arrays come back as NumPy arrays.  Containers are saved as
 their base type: an OrderedDict stays an OrderedDict, other dict subclasses come back as dicts,
 named tuples as tuples, tensor subclasses (Parameter) as Tensors.
@@ -36,12 +39,14 @@ previous checkpoint intact and no partial file under the target's name.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
 import secrets
 import stat
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -225,9 +230,62 @@ class _Corrupt(Exception):
     """Raised while decoding; turned into a SerializationError naming the file."""
 
 
-# what reading a damaged archive can raise, from zipfile, zlib, numpy's .npy reader and json
+# what reading a damaged archive can raise, from zipfile (RuntimeError: a flipped "encrypted"
+# flag), zlib, numpy's .npy header parser (SyntaxError, TokenError) and json
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError, struct.error,
-                NotImplementedError, UnicodeDecodeError, OverflowError, _Corrupt)
+                NotImplementedError, UnicodeDecodeError, OverflowError, RuntimeError, SyntaxError,
+                tokenize.TokenError, _Corrupt)
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+_CHUNK = 1 << 20
+
+
+def _read_entry(zf, name):
+    """The array stored in the archive's entry ``name`` (``name.npy``), read to the entry's end.
+
+    ``np.load`` reads only as many bytes as the ``.npy`` header asks for, so a damaged header
+    that asks for fewer (a shape ``(100, 100)`` flipped to ``(10, 100)``) would give back a
+    wrong array without zipfile ever checking the entry's CRC.  Here the header must describe
+    exactly the bytes the entry holds, and reaching the end makes zipfile check the CRC.
+    """
+    try:
+        info = zf.getinfo(name + ".npy")
+    except KeyError:
+        raise _Corrupt(f"the archive lacks the entry {name + '.npy'!r}") from None
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version not in _HEADER_READERS:      # 3.0 (non-latin-1 field names): numpy parses it
+            fh.seek(0)
+            raw = fh.read()                         # the whole entry: its CRC is checked
+            source = io.BytesIO(raw)
+            array = np.lib.format.read_array(source, allow_pickle=False)
+            if source.tell() != len(raw):
+                raise _Corrupt(f"the entry {name!r} holds {len(raw) - source.tell()} bytes "
+                               f"more than its .npy header describes")
+            return array
+        shape, fortran_order, dtype = _HEADER_READERS[version](fh)
+        if dtype.hasobject:
+            raise _Corrupt(f"the entry {name!r} holds Python objects (loading them would "
+                           f"need pickle)")
+        count = math.prod(shape)
+        size, left = count * dtype.itemsize, info.file_size - fh.tell()
+        if size != left:
+            raise _Corrupt(f"the entry {name!r} declares a {dtype} array of shape {shape} "
+                           f"({size} bytes) but holds {left} bytes")
+        array = np.empty(count, dtype)
+        view = memoryview(array.view(np.uint8)) if size else memoryview(b"")
+        done = 0
+        while done < size:
+            got = fh.readinto(view[done:done + _CHUNK])
+            if not got:
+                raise _Corrupt(f"the entry {name!r} ends after {done} of its {size} bytes")
+            done += got
+        if fh.read(1):                          # at the entry's end zipfile checks the CRC
+            raise _Corrupt(f"the entry {name!r} is longer than its .npy header describes")
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
 
 
 class _Decoder:
@@ -242,7 +300,7 @@ class _Decoder:
         if not isinstance(name, str) or name == _TREE or name not in self.npz.files:
             raise _Corrupt(f"the tree refers to an array entry {name!r} that the archive lacks")
         if name not in self._arrays:
-            self._arrays[name] = self.npz[name]
+            self._arrays[name] = _read_entry(self.npz.zip, name)
         return self._arrays[name]
 
     def decode(self, node):
@@ -338,7 +396,7 @@ def load(f, map_location=None, *, weights_only=True):
     def fail(problem, cause=None):
         detail = ""
         if cause is not None and not isinstance(cause, _Corrupt):
-            text = str(cause)
+            text = " ".join(str(cause).split())         # one line, whatever the cause says
             detail = f" ({type(cause).__name__}: {text[:160]}{'...' if len(text) > 160 else ''})"
         return SerializationError(f"ng.load: {name} {problem}{detail}")
 
@@ -364,7 +422,7 @@ def load(f, map_location=None, *, weights_only=True):
             if _TREE not in archive.files:
                 raise fail("is a .npz archive without nanogen's tree entry "
                            f"{_TREE!r}: it was not written by ng.save (np.savez?)")
-            raw = archive[_TREE]
+            raw = _read_entry(archive.zip, _TREE)
             if raw.dtype != np.uint8 or raw.ndim != 1:
                 raise _Corrupt(f"the entry {_TREE!r} is not a 1-d uint8 array")
             header = json.loads(raw.tobytes().decode("ascii"))

@@ -76,8 +76,9 @@ def _load_batch(path):
     except OSError as e:
         raise DatasetError(f"cannot read {path}: {e.strerror or e}") from None
     except Exception as e:         # truncated or garbled pickle: EOFError, UnpicklingError, ...
+        detail = " ".join(str(e).split())               # one line, whatever pickle says
         raise DatasetError(f"{path}: not a readable CIFAR-10 batch "
-                           f"({type(e).__name__}: {e})") from None
+                           f"({type(e).__name__}: {detail[:200]})") from None
     if not isinstance(batch, dict):
         raise DatasetError(f"{path}: expected a pickled dict, found {type(batch).__name__}")
     data, labels = batch.get(b"data"), batch.get(b"labels")
@@ -86,12 +87,13 @@ def _load_batch(path):
         raise DatasetError(f"{path}: b'data' must be a (N, 3072) uint8 array, got "
                            f"{getattr(data, 'dtype', type(data).__name__)} "
                            f"{getattr(data, 'shape', '')}")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+    try:                           # ints only: a float or a bool is no class label
+        labels = np.asarray(labels)
+    except (TypeError, ValueError, OverflowError):
         labels = None
-    if labels is None or labels.shape != (len(data),):
+    if labels is None or labels.dtype.kind not in "iu" or labels.shape != (len(data),):
         raise DatasetError(f"{path}: b'labels' must list one int per image ({len(data)} images)")
+    labels = labels.astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DatasetError(f"{path}: labels must be classes 0..9, found "
                            f"{labels.min()}..{labels.max()}")

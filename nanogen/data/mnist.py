@@ -61,7 +61,8 @@ def _read_bytes(path) -> bytes:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as e:
-            raise DatasetError(f"{path}: corrupt or truncated gzip data ({e})") from None
+            raise DatasetError(f"{path}: corrupt or truncated gzip data "
+                               f"({' '.join(str(e).split())})") from None
     return raw
 
 

@@ -41,6 +41,26 @@ class _IncompatibleKeys(collections.namedtuple("IncompatibleKeys",
         return super().__repr__()
 
 
+def _state_value_problem(key, value, target):
+    """Why ``value`` cannot be copied into the parameter or buffer ``target`` (None if it can):
+    not an array, another shape, or a dtype that has no meaning as ``target``'s (a complex value
+    into a real parameter would lose its imaginary part; strings and objects are no numbers)."""
+    if not (isinstance(value, (Tensor, np.ndarray, np.generic))
+            or hasattr(value, "__cuda_array_interface__")):
+        return (f'While copying the parameter named "{key}", expected a Tensor or NumPy array '
+                f"from checkpoint but received {type(value).__module__}."
+                f"{type(value).__qualname__}.")
+    shape, expected = tuple(value.shape), tuple(target.shape)
+    if shape != expected:
+        return (f"size mismatch for {key}: copying a param with shape {shape} from checkpoint, "
+                f"the shape in current model is {expected}.")
+    dtype, wanted = np.dtype(value.dtype), np.dtype(target.dtype)
+    if dtype.kind not in "biuf" and not (dtype.kind == "c" and wanted.kind == "c"):
+        return (f"dtype mismatch for {key}: copying a param with dtype {dtype} from checkpoint, "
+                f"the dtype in current model is {wanted}.")
+    return None
+
+
 class RemovableHandle:
     """Returned by ``register_forward_hook`` / ``register_forward_pre_hook``; ``remove()`` undoes
     the registration."""
@@ -358,9 +378,12 @@ class Module:
         """Copy the values of ``state_dict`` *into* this module's existing arrays.
 
         Parameters keep their identity (an optimizer holding them keeps working); values are
-        converted to each parameter's dtype and device.  Nothing is copied unless every entry
-        can be: a shape mismatch always raises, and with ``strict=True`` so do missing and
-        unexpected keys, all listed by name in one RuntimeError.  Returns a namedtuple
+        converted to each parameter's dtype and device, as PyTorch does (an int or float16 array
+        loads into a float32 parameter).  Nothing is copied unless every entry can be: a value
+        that is not a Tensor or NumPy array, a shape mismatch, or a dtype that is no real number
+        (complex into a real parameter, strings, objects) always raises, and with
+        ``strict=True`` so do missing and unexpected keys -- all listed by name, with both
+        shapes or dtypes, in one RuntimeError.  Returns a namedtuple
         ``(missing_keys, unexpected_keys)``.
         """
         if not isinstance(state_dict, Mapping):
@@ -377,12 +400,9 @@ class Module:
                           + ", ".join(f'"{k}"' for k in unexpected) + ".")
         for key, target in own.items():
             if key in state_dict:
-                shape = tuple(np.shape(state_dict[key]) if not isinstance(state_dict[key], Tensor)
-                              else state_dict[key].shape)
-                if shape != tuple(target.shape):
-                    errors.append(f"size mismatch for {key}: copying a param with shape {shape} "
-                                  f"from checkpoint, the shape in current model is "
-                                  f"{tuple(target.shape)}.")
+                problem = _state_value_problem(key, state_dict[key], target)
+                if problem:
+                    errors.append(problem)
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))

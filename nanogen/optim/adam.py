@@ -32,6 +32,9 @@ class Adam(Optimizer):
     ``step`` (a Python int).
     """
 
+    _STATE_REQUIRED = {"step": "count", "exp_avg": "array", "exp_avg_sq": "array"}
+    _STATE_OPTIONAL = {"max_exp_avg_sq": "array"}
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,

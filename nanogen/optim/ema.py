@@ -184,6 +184,11 @@ class ExponentialMovingAverage:
             new[key] = []
             for i, (s, cur) in enumerate(zip(saved, mine)):
                 arr = s.data if isinstance(s, Tensor) else s
+                if not hasattr(arr, "dtype") or arr.dtype.kind not in "biuf":
+                    what = f"a {arr.dtype} array" if hasattr(arr, "dtype") else \
+                        f"a {type(s).__name__}"
+                    raise ValueError(f"EMA state dict: {key}[{i}] is {what}, expected a real "
+                                     f"array")
                 if tuple(arr.shape) != tuple(cur.shape):
                     raise ValueError(f"EMA state dict: {key}[{i}] has shape {tuple(arr.shape)}, "
                                      f"expected {tuple(cur.shape)}")

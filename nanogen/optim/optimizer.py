@@ -25,6 +25,8 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 
+import numpy as np
+
 from .. import autograd
 from ..tensor import Tensor
 
@@ -58,6 +60,12 @@ class Optimizer:
             of tensors) and any per-group options that override ``defaults``.
         defaults: the default value of every hyperparameter of the algorithm.
     """
+
+    # The per-parameter state a loaded state dict may hold: entries every non-empty state must
+    # have, and entries it may have, each an "array" (shaped like the parameter, kept in its
+    # dtype) or a "count" (a number).  Subclasses fill these in; other entries load as they are.
+    _STATE_REQUIRED: dict = {}
+    _STATE_OPTIONAL: dict = {}
 
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
@@ -219,7 +227,10 @@ class Optimizer:
         The optimizer must have been built with the same number of groups holding the same
         number of parameters (of the same shapes).  Hyperparameters come from the dict; state
         arrays are copied onto each parameter's device (floating ones in the parameter's dtype),
-        so the loaded optimizer shares no memory with ``state_dict``.
+        so the loaded optimizer shares no memory with ``state_dict``.  The entries the algorithm
+        keeps (Adam's ``step``, ``exp_avg``, ``exp_avg_sq``, ...) must all be there, the arrays
+        real and shaped like their parameter: a state that would fail at the next ``step()``
+        raises ``ValueError`` here instead.
         """
         if not isinstance(state_dict, dict) or "state" not in state_dict or \
                 "param_groups" not in state_dict:
@@ -227,6 +238,12 @@ class Optimizer:
                              "entries, as returned by Optimizer.state_dict()")
         groups = self.param_groups
         saved_groups = state_dict["param_groups"]
+        if not isinstance(state_dict["state"], dict) or not isinstance(saved_groups, list) or \
+                not all(isinstance(s, dict) and isinstance(s.get("params"), list)
+                        for s in saved_groups):
+            raise ValueError("load_state_dict expects 'state' to be a dict and 'param_groups' a "
+                             "list of dicts with a 'params' list, as Optimizer.state_dict() "
+                             "returns")
         if len(groups) != len(saved_groups):
             raise ValueError(f"loaded state dict has a different number of parameter groups: "
                              f"it has {len(saved_groups)}, this optimizer has {len(groups)}")
@@ -248,14 +265,26 @@ class Optimizer:
                 if not isinstance(value, dict):
                     raise ValueError(f"loaded state for parameter {key} is a "
                                      f"{type(value).__name__}, expected a dict")
+                missing = [name for name in self._STATE_REQUIRED if name not in value]
+                if value and missing:
+                    raise ValueError(f"loaded state for parameter {key} lacks "
+                                     f"{', '.join(map(repr, missing))}, which "
+                                     f"{type(self).__name__} keeps for every parameter")
                 new_state[p] = {name: self._load_state_value(p, key, name, v)
                                 for name, v in value.items()}
             else:
                 new_state[key] = copy.deepcopy(value)
 
         new_groups = []
-        for g, s in zip(groups, saved_groups):
+        for i, (g, s) in enumerate(zip(groups, saved_groups)):
             restored = {k: copy.deepcopy(v) for k, v in s.items() if k != "params"}
+            for name, value in g.items():       # an option the dict lacks keeps its value
+                restored.setdefault(name, value)
+            try:
+                self._check_hyperparameters(restored)
+            except (TypeError, KeyError) as e:  # e.g. betas that are not two numbers
+                raise ValueError(f"loaded state dict: group {i} has invalid hyperparameters "
+                                 f"({type(e).__name__}: {e})") from None
             restored["params"] = g["params"]
             new_groups.append(restored)
         self.state = new_state
@@ -264,6 +293,27 @@ class Optimizer:
     def _load_state_value(self, param, index, name, value):
         """Copy one saved state entry onto ``param``'s device (and dtype, for floating arrays)."""
         from .. import backend
+        kind = {**self._STATE_REQUIRED, **self._STATE_OPTIONAL}.get(name)
+        if kind == "array":
+            arr = value.data if isinstance(value, Tensor) else value
+            if not hasattr(arr, "dtype") or arr.dtype.kind not in "biuf":
+                what = f"a {arr.dtype} array" if hasattr(arr, "dtype") else \
+                    f"a {type(value).__name__}"
+                raise ValueError(f"loaded state for parameter {index}: {name!r} is {what}, "
+                                 f"expected a real array shaped like the parameter")
+            if tuple(arr.shape) != tuple(param.shape):
+                raise ValueError(f"loaded state for parameter {index}: {name!r} has shape "
+                                 f"{tuple(arr.shape)} but the parameter has shape "
+                                 f"{tuple(param.shape)}")
+            arr = backend.to_device_array(arr, param.device).astype(param.data.dtype, copy=True)
+            return Tensor._make(arr, param.device)
+        if kind == "count":
+            arr = value._host() if isinstance(value, Tensor) else value
+            if isinstance(arr, bool) or not (isinstance(arr, (int, float)) or (
+                    hasattr(arr, "dtype") and arr.dtype.kind in "iuf" and arr.size == 1)) or \
+                    not 0 <= float(np.asarray(arr).reshape(-1)[0]) < float("inf"):
+                raise ValueError(f"loaded state for parameter {index}: {name!r} is "
+                                 f"{value!r}, expected a count >= 0")
         if name == "step":
             # nanogen keeps the step count as a Python int; accept a 1-element tensor or array
             if isinstance(value, Tensor) or hasattr(value, "shape"):

@@ -24,6 +24,9 @@ class RMSprop(Optimizer):
     ``v``, ``gbar`` and ``b`` start at zero; there is no bias correction.
     """
 
+    _STATE_REQUIRED = {"step": "count", "square_avg": "array"}
+    _STATE_OPTIONAL = {"momentum_buffer": "array", "grad_avg": "array"}
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, maximize=False):
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,

@@ -25,6 +25,8 @@ class SGD(Optimizer):
     ``momentum_buffer``.
     """
 
+    _STATE_OPTIONAL = {"momentum_buffer": "array"}
+
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,

@@ -152,6 +152,7 @@ def restore_checkpoint(checkpoint, model, optimizers, loader, where, ema=None) -
             raise CheckpointError(f"{where}: the run averages its weights (ema_decay) but the "
                                   f"checkpoint holds no average")
         steps.append(("weight average", lambda: ema.load_state_dict(checkpoint["ema"])))
+    steps.append(("learning rates", lambda: _check_learning_rates(optimizers)))
     for what, restore in steps:
         try:
             restore()
@@ -162,3 +163,15 @@ def restore_checkpoint(checkpoint, model, optimizers, loader, where, ema=None) -
             raise CheckpointError(f"{where}: cannot load the checkpoint's {what} into this run "
                                   f"({detail})") from None
     return checkpoint["step"], float(checkpoint["seconds"])
+
+
+def _check_learning_rates(optimizers):
+    """The loop scales each group's ``initial_lr`` (restored with the groups): a number."""
+    for name, opt in optimizers.items():
+        for i, group in enumerate(opt.param_groups):
+            for key in ("lr", "initial_lr"):
+                value = group.get(key, 0.0)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                        not 0 <= value < float("inf"):
+                    raise ValueError(f"group {i} of optimizer {name!r} has {key} {value!r}, "
+                                     f"not a non-negative number")

@@ -105,7 +105,7 @@ class RunFiles:
 # ------------------------------------------------------------------------------ the loop
 def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sample_every=500,
           checkpoint_every=500, log_every=10, num_samples=64, sample_seed=0,
-          progress=True, lr_schedule="constant", ema_decay=None) -> TrainResult:
+          progress=True, lr_schedule="constant", ema_decay=None, on_start=None) -> TrainResult:
     """Train ``model`` on batches from ``loader`` up to ``steps`` updates in total.
 
     ``model`` is a :class:`~nanogen.models.GenerativeModel`; ``loader`` yields ``(x, y)``
@@ -128,6 +128,10 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
 
     The grids come from ``model.sample(n, **model.preview_sampler())`` (a diffusion model
     previews with a few DDIM steps).
+
+    ``on_start(step)``, if given, is called once the run directory is open and any checkpoint
+    restored, before the first step: a caller that announces the run there says nothing about
+    a run that cannot start.
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {LR_SCHEDULES}")
@@ -151,6 +155,8 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
         if step > steps:
             raise CheckpointError(f"{files.root}: the checkpoint is at step {step}, past the "
                                   f"requested {steps} steps: ask for more steps to go on")
+    if on_start is not None:
+        on_start(step)
     write_json(files.config, config)
     # a fresh run starts a fresh log; a resumed one drops what was logged after its checkpoint
     log = TrainingLog(files.log)

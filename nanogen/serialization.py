@@ -178,6 +178,10 @@ def atomic_write(path, write):
     either its old contents or the complete new ones, and a failed ``write`` leaves no temporary
     file behind.  ``ng.save``, the dataset caches, sample grids and plots all write this way.
     Returns ``path``.
+
+    Only a process killed outright (SIGKILL, power loss, or a second Ctrl-C inside the cleanup
+    itself) can leave its temporary file, ``.NAME.XXXXXXXX.tmp`` beside ``path``: nothing reads
+    it, and it can be deleted.
     """
     given = os.fspath(path)
     path = os.path.realpath(given)      # write through a symlink, as open(path, "wb") would

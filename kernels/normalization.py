@@ -223,13 +223,15 @@ def _backward_kernel(gy, x, J, mean, rstd, w, chunks, gx, pw, pb):
                         pbm[j] += acc_b
                         sg += wm[j] * acc_b
                         sgx += wm[j] * acc_w
-            c1 = r * sg / n                          # gx = gy·(r w) + (x - μ)·k - r mean(g)
+            c1 = sg / n * r                          # gx = (gy w) r + (x - μ)·k - mean(g) r
             k = -r * r * sgx / n                     #      with k = -r² mean(g x̂)
             for a in range(A):
                 grow, row, out = gy[a, m], x[a, m], gx[a, m]
                 if S == 1:
                     for e in range(L):
-                        out[e] = grow[e] * (wm[e] * r) + (row[e] - mu) * k - c1
+                        # (gy w) r, in the order c1 rounds it: a group of one element
+                        # (x̂ = 0, gx = 0) then gets exactly 0, not r·ε·|g| of noise
+                        out[e] = (grow[e] * wm[e]) * r + (row[e] - mu) * k - c1
                 else:
                     for j in range(J):
                         wr = wm[j] * r

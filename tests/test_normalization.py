@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import nanogen as ng
@@ -249,13 +249,10 @@ STRATEGIES = {"batch_norm": batch_norm_cases(), "instance_norm": instance_norm_c
 OPS = sorted(STRATEGIES)
 
 
-def _run(op, check, max_examples=None):
+def _run(op, check):
     def run(case):
         check(case)
-    run = example(case=EDGES[op])(given(case=STRATEGIES[op])(run))
-    if max_examples is not None:
-        run = settings(max_examples=max_examples)(run)
-    run()
+    example(case=EDGES[op])(given(case=STRATEGIES[op])(run))()
 
 
 # ================================================================ gradients
@@ -264,9 +261,17 @@ def test_grad(op):
     _run(op, lambda case: gradcheck(case.fn, case.leaves()))
 
 
+# Loosened with a reason: in a group of two elements x̂ = ±1 whatever x is, so the first
+# derivative is a residue of O(r·|u|) terms that cancel to O(eps / var), and its rounding noise
+# is r·ε_mach·|u| rather than ε_mach times the residue that gradcheck's bound is scaled by.  The
+# groups the strategies draw are that small (1-2 elements a side keeps gradgradcheck cheap), so
+# the second derivatives get 32x the default rounding allowance; first derivatives keep it.
+GRADGRAD_NOISE = 64.0 * 32
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_gradgrad(op):
-    _run(op, lambda case: gradgradcheck(case.fn, case.leaves()), max_examples=8)
+    _run(op, lambda case: gradgradcheck(case.fn, case.leaves(), noise=GRADGRAD_NOISE))
 
 
 def test_edge_cases_give_zero_normalised_values():
@@ -513,7 +518,7 @@ def test_plain_and_create_graph_backward_agree(op, monkeypatch):
         if op == "batch_norm" and not made:
             return                  # eval mode: an affine map of x, no kernel
         assert len(made) == 3 and leaves[0].grad.data is made[0]()
-    _run(op, check, max_examples=5)
+    _run(op, check)
 
 
 @given(n=st.integers(1, 3), c=st.integers(1, 3), hw=st.integers(1, 9), seed=st.integers(0, 99))

@@ -3,54 +3,137 @@ from kinks and domain edges, tie-free arrays, reduction dims and indices.
 
 Draws are deliberately small: a full-mode gradcheck costs two forward passes per input element
 (and gradgradcheck twice that, over the inputs *and* the cotangent), so sides default to ≤ 5 and
-the op tests ask for ≤ 3.
+the op tests ask for ≤ 3.  Small is not degenerate, though: a dimension is 2 or more five times
+in six, so reductions, broadcasts and index arithmetic see real extents; size 1 (where
+broadcasting bugs live) and size 0 (where ``empty=True``) are deliberate minorities, and a 0-d
+shape is one rank draw in twenty.
 
-* :func:`shapes` -- size-1 dims are favoured, because they are where broadcasting bugs live.
+* :func:`shapes` -- a shape tuple (rank first, then the sides).
 * :func:`broadcastable_shapes` -- shapes that broadcast *to* a given shape (a suffix of it with
   some sides replaced by 1); :func:`broadcast_pairs` -- two shapes that broadcast *together*
   (rank differences, 1s on either side); :func:`expanded_shapes` -- the other direction.
 * :func:`float64_arrays` -- values in ``[min_value, max_value]`` at least ``margin`` away from
   each point of ``away_from`` (ReLU's 0, clamp bounds, Huber's ±δ); domains are plain bounds
-  (``positive_arrays``, ``probability_arrays``).
+  (``positive_arrays``, ``probability_arrays``).  Magnitudes below 1e-3 become 0 (or the
+  interval's end): a value like 1e-92 moves nothing by a finite-difference step of 1e-6, so a
+  gradient check at it measures rounding, not the backward.
 * :func:`distinct_arrays` / :func:`distinct_tuple` -- all values distinct and at least
   ``spacing`` apart (so max / min / sort / maximum never see a tie, even after an ε-step).
 * :func:`dims_for` -- ``None``, an int or a tuple of ints (negative forms included);
   :func:`dim_for` a single int.
 * :func:`index_for` -- a valid ``x[index]``: ints, slices with steps, ``None``, ``...``, integer
   arrays with repeats (broadcast together), boolean masks over one or more dims.
+* :func:`pick` -- a choice among calling forms that is *recorded*: inside
+  :func:`tracking_forms`, every form offered and every form drawn is collected, so a test can
+  fail when a form its strategy claims was never drawn.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-__all__ = ["sides", "shapes", "broadcastable_shapes", "broadcast_pairs", "expanded_shapes",
-           "float64_arrays", "positive_arrays", "probability_arrays", "distinct_arrays",
-           "distinct_tuple", "dims_for", "dim_for", "index_for", "int_arrays", "bool_arrays",
-           "numel"]
+__all__ = ["pick", "tracking_forms", "current_forms", "FormTracker", "sides", "shapes",
+           "broadcastable_shapes", "broadcast_pairs", "expanded_shapes", "float64_arrays",
+           "positive_arrays", "probability_arrays", "distinct_arrays", "distinct_tuple",
+           "dims_for", "dim_for", "index_for", "int_arrays", "bool_arrays", "numel", "examples"]
 
 
 def numel(shape) -> int:
     return int(math.prod(shape))
 
 
+# ---------------------------------------------------------------- recorded forms
+class FormTracker:
+    """The calling forms a strategy offered and the ones that reached a test.
+
+    :func:`pick` adds every choice it offers to ``offered`` and the one it drew to
+    ``pending``; the test hands each example's forms to :meth:`drawn_in` once the example
+    actually ran (an example rejected by ``assume`` counts for nothing).  Hypothesis draws far
+    from uniformly (it starts from, and lingers near, the simplest choices), so a test can set
+    ``forced`` to one missing form and draw again: :func:`pick` then returns that form
+    whenever it is among the choices offered."""
+
+    def __init__(self):
+        self.offered, self.drawn, self.pending = set(), set(), []
+        self.forced = None
+
+    def take_pending(self):
+        forms, self.pending = tuple(self.pending), []
+        return forms
+
+    def drawn_in(self, forms):
+        self.drawn.update(forms)
+
+    def missing(self):
+        return sorted(self.offered - self.drawn)
+
+
+_TRACKER = None
+
+
+@contextmanager
+def tracking_forms():
+    """``with tracking_forms() as forms: ...`` collects what :func:`pick` offers and draws."""
+    global _TRACKER
+    outer, _TRACKER = _TRACKER, FormTracker()
+    try:
+        yield _TRACKER
+    finally:
+        _TRACKER = outer
+
+
+def _form_name(choice):
+    return getattr(choice, "__qualname__", None) or repr(choice)
+
+
+def pick(draw, label, choices):
+    """``draw(st.sampled_from(choices))``, recorded as the form ``"label=choice"``."""
+    choices = list(choices)
+    forced = [c for c in choices if _TRACKER is not None
+              and f"{label}={_form_name(c)}" == _TRACKER.forced]
+    choice = forced[0] if forced else draw(st.sampled_from(choices))
+    if _TRACKER is not None:
+        _TRACKER.offered.update(f"{label}={_form_name(c)}" for c in choices)
+        _TRACKER.pending.append(f"{label}={_form_name(choice)}")
+    return choice
+
+
+def current_forms():
+    """The forms picked since the last call (a Case takes them when it is built)."""
+    return _TRACKER.take_pending() if _TRACKER is not None else ()
+
+
 # ---------------------------------------------------------------- shapes
-def sides(min_side=1, max_side=5):
-    """One dimension's size; 1 is drawn about half the time when allowed (the other branch
-    starts at 2, so hypothesis's own lean towards small integers does not swamp the rest)."""
+@st.composite
+def sides(draw, min_side=1, max_side=5, empty=False):
+    """One dimension's size: from 2 up five times in six, 1 one time in six (when allowed);
+    with ``empty=True`` a 0 replaces one of the draws of 2 or more one time in twelve.
+
+    Hypothesis starts from, and shrinks towards, the smallest choice, so the ordering puts the
+    ordinary case (a side of 2) there and the degenerate ones at the far end."""
     if min_side > 1 or max_side < 2:
-        return st.integers(min_side, max_side)
-    return st.one_of(st.just(1), st.integers(2, max_side))
+        return draw(st.integers(min_side, max_side))
+    bucket = draw(st.integers(0, 11))
+    if bucket >= 10:
+        return 1
+    if empty and bucket == 9:
+        return 0
+    return draw(st.integers(2, max_side))
 
 
-def shapes(min_dims=0, max_dims=4, min_side=1, max_side=5):
-    """A shape tuple, size-1 dims favoured.  The rank is drawn first (uniformly, where a list
-    strategy would lean hard on the empty shape)."""
-    return st.integers(min_dims, max_dims).flatmap(
-        lambda n: st.tuples(*[sides(min_side, max_side)] * n))
+def shapes(min_dims=0, max_dims=4, min_side=1, max_side=5, empty=False):
+    """A shape tuple: the rank first (0-d one time in twenty where allowed, the other ranks
+    evenly, the smallest rank of 2 or more first), then the sides (:func:`sides`)."""
+    ranks = list(range(max(min_dims, 1), max_dims + 1))
+    ranks = sorted(ranks, key=lambda r: (r < 2, r))      # 2, 3, ..., then 1
+    weighted = ranks * (19 // max(len(ranks), 1) or 1) + ([0] if min_dims == 0 else [])
+    return st.sampled_from(weighted or [0]).flatmap(
+        lambda n: st.tuples(*[sides(min_side, max_side, empty)] * n))
 
 
 @st.composite
@@ -58,8 +141,11 @@ def broadcastable_shapes(draw, shape, min_dims=0):
     """A shape that broadcasts to ``shape``: a suffix of it (at least ``min_dims`` long) with
     some sides replaced by 1."""
     shape = tuple(shape)
-    drop = draw(st.integers(0, max(len(shape) - min_dims, 0)))   # leading dims left out
-    return tuple(1 if draw(st.booleans()) else s for s in shape[drop:])
+    most = max(len(shape) - min_dims, 0)
+    # leading dims left out one time in four, each side set to 1 one time in five (the
+    # common case first, where hypothesis starts and shrinks to)
+    drop = draw(st.integers(1, most)) if most and draw(st.integers(0, 3)) == 3 else 0
+    return tuple(1 if draw(st.integers(0, 4)) == 4 else s for s in shape[drop:])
 
 
 @st.composite
@@ -71,9 +157,10 @@ def expanded_shapes(draw, shape, max_new_dims=2, max_side=3):
 
 
 @st.composite
-def broadcast_pairs(draw, min_dims=0, max_dims=3, max_side=3):
+def broadcast_pairs(draw, min_dims=1, max_dims=3, max_side=3):
     """Two shapes that broadcast together: each is a suffix of a common result shape (so ranks
-    may differ) with some sides set to 1, independently on each side."""
+    may differ) with some sides set to 1, independently on each side.  The result has a dim or
+    more by default; a 0-d operand comes from leaving out all of its leading dims."""
     result = draw(shapes(min_dims, max_dims, 1, max_side))
     return draw(broadcastable_shapes(result)), draw(broadcastable_shapes(result))
 
@@ -98,9 +185,22 @@ def _intervals(lo, hi, away_from, margin):
     return pieces
 
 
+TINY = 1e-3
+
+
+def _well_scaled(a, b):
+    """Floats of [a, b] with no magnitude in (0, TINY): those become 0 (or a, when 0 is
+    outside [a, b]), see the module docstring."""
+    def fix(v):
+        if v == 0 or abs(v) >= TINY:
+            return v
+        return 0.0 if a <= 0.0 <= b else a
+    return st.floats(a, b, allow_nan=False, allow_infinity=False,
+                     allow_subnormal=False).map(fix)
+
+
 def _elements(min_value, max_value, away_from=(), margin=0.1):
-    return st.one_of(*[st.floats(a, b, allow_nan=False, allow_infinity=False,
-                                 allow_subnormal=False)
+    return st.one_of(*[_well_scaled(a, b)
                        for a, b in _intervals(min_value, max_value, away_from, margin)])
 
 
@@ -172,7 +272,7 @@ def dims_for(draw, shape, allow_none=True, allow_tuple=True):
     """``None`` (all dims), an int, or a non-empty tuple of distinct dims in any order."""
     n = len(shape)
     kinds = ["int"] + (["none"] if allow_none else []) + (["tuple"] if allow_tuple and n else [])
-    kind = draw(st.sampled_from(kinds))
+    kind = pick(draw, "dim", kinds)
     if kind == "none":
         return None
     if kind == "int":
@@ -244,3 +344,13 @@ def index_for(draw, shape, allow_advanced=True, allow_bool=True, max_index_side=
     if len(parts) == 1 and draw(st.booleans()):
         return parts[0]            # x[i], x[mask], x[arr], x[None], x[...]
     return tuple(parts)
+
+
+# ---------------------------------------------------------------- example counts
+def examples(factor=1.0):
+    """Settings that run ``factor`` times the active profile's ``max_examples`` (never fewer
+    than the profile's own count): a test that needs more examples than most says so as a
+    multiple, so ``HYPOTHESIS_PROFILE=heavy`` deepens it as much as every other test."""
+    if factor < 1:
+        raise ValueError(f"examples: factor {factor} would cap the test below the profile")
+    return settings(max_examples=round(settings().max_examples * factor))

@@ -19,7 +19,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -113,7 +113,6 @@ def test_gradcheck(case):
     gradcheck(case.fn(), case.leaves())
 
 
-@settings(max_examples=10)
 @given(case=cases(max_len=4, max_dim=2))
 def test_gradgradcheck(case):
     gradgradcheck(case.fn(), case.leaves())

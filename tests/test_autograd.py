@@ -288,8 +288,9 @@ def test_grad_outputs_that_require_grad_stay_on_the_graph():
 # Without create_graph the engine lets the pieces of a non-leaf tensor (indexing, unbind, split)
 # add their gradients into one buffer (Function.backward_into), and adds later contributions
 # in place into arrays it allocated itself.  These tests pin the sums and the ownership rules.
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from .strategies import examples  # noqa: E402
 
 
 @st.composite
@@ -319,7 +320,7 @@ def _pieces(draw):
 
 
 @given(_pieces())
-@settings(max_examples=60, deadline=None)
+@examples(4)
 def test_pieces_of_a_non_leaf_tensor_sum_their_gradients(problem):
     shape, pieces, use_whole, seed = problem
     rng = np.random.default_rng(seed)
@@ -388,7 +389,7 @@ def test_embedding_gradient_sums_repeated_and_negative_rows_like_add_at():
 
 @given(st.integers(1, 6), st.lists(st.integers(1, 3), max_size=2), st.integers(2, 40),
        st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 16))
-@settings(max_examples=40, deadline=None)
+@examples(2.5)
 def test_scatter_add_rows_kernel_equals_add_at(n, trailing, count, dtype, seed):
     from nanogen.kernels.scatter import scatter_add_rows_cpu, scatter_add_rows_reference
     rng = np.random.default_rng(seed)

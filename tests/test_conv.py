@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import nanogen as ng
@@ -32,6 +32,7 @@ from nanogen.kernels import conv_direct as D
 from nanogen.testing import assert_close, gradcheck, gradgradcheck
 
 from tests.oracle import needs_torch, torch
+from .strategies import examples
 
 GRAD_CHECKED = {"conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "masked_conv2d",
                 "causal_conv1d"}
@@ -293,7 +294,7 @@ def direct_geometries(draw):
     return draw(geometries(max_side=9))._replace(C=draw(channels), O=draw(channels), groups=1)
 
 
-@settings(max_examples=25)
+@examples(1.5)
 @given(g=direct_geometries(), n=st.integers(1, 3), seed=st.integers(0, 2**16),
        split=st.booleans())
 def test_direct_kernel_matches_reference(g, n, seed, split):
@@ -361,7 +362,7 @@ def test_pointwise_conv_needs_no_im2col(monkeypatch):
 
 
 # ================================================================ forward vs reference / torch
-@settings(max_examples=30)
+@examples(2)
 @given(case=st.sampled_from([1, 2]).flatmap(lambda nd: conv_cases(nd=nd)))
 def test_conv_forward_matches_reference(case):
     y = case.fn()(*[ng.tensor(a) for a in case.arrays()])
@@ -374,7 +375,7 @@ def test_conv_forward_matches_reference(case):
 
 @needs_torch
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
-@settings(max_examples=40)
+@examples(2.5)
 @given(case=st.tuples(st.sampled_from([1, 2]), st.booleans()).flatmap(
     lambda a: conv_cases(nd=a[0], transposed=a[1])))
 def test_forward_matches_torch(case):
@@ -435,7 +436,6 @@ def test_conv_gradcheck_gradgradcheck(nd, transposed, data):
 
 @pytest.mark.parametrize("mask_type", ["A", "B"])
 @pytest.mark.parametrize("color_groups", [1, 3])
-@settings(max_examples=6)
 @given(data=st.data())
 def test_masked_conv2d_gradcheck_gradgradcheck(mask_type, color_groups, data):
     k = data.draw(st.sampled_from([1, 3]))
@@ -455,7 +455,6 @@ def test_masked_conv2d_gradcheck_gradgradcheck(mask_type, color_groups, data):
     _check_grads(fn, leaves)
 
 
-@settings(max_examples=10)
 @given(data=st.data())
 def test_causal_conv1d_gradcheck_gradgradcheck(data):
     k, d = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
@@ -480,7 +479,7 @@ def test_gradcheck_directional_on_a_larger_conv():
 
 
 # ================================================================ adjointness
-@settings(max_examples=30)
+@examples(2)
 @given(case=conv_cases(nd=2, bias=False), seed=st.integers(0, 2**16))
 def test_conv2d_and_conv_transpose2d_are_adjoint(case, seed):
     """<conv2d(x, w), y> = <x, conv_transpose2d(y, w)> with the same stride / padding /
@@ -518,7 +517,6 @@ def _input_grad_of_pixel(x, w, i, j, mask_type, color_groups, out_channels=None)
 
 
 @pytest.mark.parametrize("mask_type", ["A", "B"])
-@settings(max_examples=10)
 @given(k=st.sampled_from([1, 3, 5]), h=st.integers(1, 5), w=st.integers(1, 5),
        seed=st.integers(0, 2**16), data=st.data())
 def test_masked_conv_is_causal_in_raster_order(mask_type, k, h, w, seed, data):
@@ -631,7 +629,6 @@ def test_masked_conv_kernel_skips_the_zeroed_taps(monkeypatch, k, mask_type, col
 
 
 # ================================================================ WaveNet causal convolution
-@settings(max_examples=10)
 @given(k=st.integers(1, 4), d=st.integers(1, 3), L=st.integers(1, 9), seed=st.integers(0, 999))
 def test_causal_conv1d_is_causal_and_a_left_padded_conv(k, d, L, seed):
     rng = np.random.default_rng(seed)

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import nanogen as ng
@@ -15,6 +15,7 @@ from nanogen.models.diffusion.ddpm import (discretized_gaussian_log_likelihood, 
                                            timestep_subsequence)
 from nanogen.models.diffusion.schedules import cosine_betas, linear_betas
 from nanogen.models.registry import MODELS
+from .strategies import examples
 
 
 # ---------------------------------------------------------------- oracle noise predictors
@@ -163,7 +164,7 @@ def bayes_posterior(alpha_bar, t, s, x0, xt):
     return mean, 1 / precision
 
 
-@settings(max_examples=25)
+@examples(1.5)
 @given(t=st.integers(2, 1000), x0=st.floats(-1, 1), xt=st.floats(-3, 3),
        schedule=st.sampled_from(["linear", "cosine"]))
 def test_posterior_matches_bayes_rule(t, x0, xt, schedule):
@@ -177,7 +178,7 @@ def test_posterior_matches_bayes_rule(t, x0, xt, schedule):
     assert var.item() == pytest.approx(model.schedule.posterior_variance[t], rel=1e-12)
 
 
-@settings(max_examples=25)
+@examples(1.5)
 @given(ts=st.integers(1, 999).flatmap(lambda s: st.tuples(st.just(s), st.integers(s + 1, 1000))),
        x0=st.floats(-1, 1), xt=st.floats(-3, 3))
 def test_posterior_between_any_two_steps_matches_bayes_rule(ts, x0, xt):
@@ -287,7 +288,6 @@ def test_timestep_subsequence_is_even_and_ends_at_0_and_T():
 
 
 # ---------------------------------------------------------------- the variational bound
-@settings(max_examples=15)
 @given(mean=st.floats(-2, 2), log_var=st.floats(-8, 2))
 def test_kl_of_identical_gaussians_is_zero_and_positive_otherwise(mean, log_var):
     m = ng.tensor(np.full((1, 1, 2, 2), mean))
@@ -299,7 +299,6 @@ def test_kl_of_identical_gaussians_is_zero_and_positive_otherwise(mean, log_var)
     assert other == pytest.approx(expected, rel=1e-9)
 
 
-@settings(max_examples=15)
 @given(mean=st.floats(-1.5, 1.5), log_var=st.floats(-12, 1))
 def test_discretized_decoder_probabilities_sum_to_one_over_the_256_bins(mean, log_var):
     levels = ng.tensor((np.arange(256) * (2.0 / 255.0) - 1.0).reshape(256, 1, 1, 1))

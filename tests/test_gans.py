@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import nanogen as ng
@@ -22,7 +22,7 @@ from nanogen.models.gans.losses import (ADVERSARIAL_LOSSES, adversarial_loss,
 from nanogen.models.latent import interpolation_grid, lerp, slerp
 from nanogen.training import train
 
-from .strategies import float64_arrays
+from .strategies import examples, float64_arrays
 
 
 def point_gan(seed=0, **kwargs):
@@ -48,7 +48,6 @@ def sigmoid(x):
 logit_vectors = float64_arrays((5,), min_value=-6.0, max_value=6.0)
 
 
-@settings(max_examples=15)
 @given(real=logit_vectors, fake=logit_vectors)
 def test_losses_match_their_definitions_in_probabilities(real, fake):
     d_real, d_fake = sigmoid(real), sigmoid(fake)
@@ -80,7 +79,6 @@ def logit_gradient(loss_fn, logits):
     return x.grad.numpy()
 
 
-@settings(max_examples=15)
 @given(fake=logit_vectors)
 def test_generator_gradients_are_minus_d_and_minus_one_minus_d(fake):
     n = len(fake)
@@ -361,7 +359,7 @@ def far_from_parallel(z0, z1):
 spanning_pairs = latent_pairs.filter(lambda pair: far_from_parallel(*pair))
 
 
-@settings(max_examples=25)
+@examples(1.5)
 @given(pair=latent_pairs)
 def test_slerp_and_lerp_start_and_end_at_the_endpoints(pair):
     z0, z1 = pair
@@ -371,7 +369,7 @@ def test_slerp_and_lerp_start_and_end_at_the_endpoints(pair):
     np.testing.assert_allclose(lerp(z0, z1, 0.5), (z0 + z1) / 2, atol=1e-12)
 
 
-@settings(max_examples=25)
+@examples(1.5)
 @given(pair=spanning_pairs, t=fractions)
 def test_slerp_between_equal_norms_keeps_the_norm_and_turns_at_a_constant_rate(pair, t):
     z0, z1 = pair
@@ -383,7 +381,7 @@ def test_slerp_between_equal_norms_keeps_the_norm_and_turns_at_a_constant_rate(p
     assert angle(zt, z1) == pytest.approx((1 - t) * omega, abs=1e-6)
 
 
-@settings(max_examples=25)
+@examples(1.5)
 @given(pair=spanning_pairs, t=fractions)
 def test_slerp_stays_in_the_plane_of_its_endpoints_whatever_their_norms(pair, t):
     z0, z1 = pair

@@ -8,12 +8,13 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nanogen as ng
 from nanogen.serialization import SerializationError
+from .strategies import examples
 
 
 # ------------------------------------------------------------------------------ exact equality
@@ -84,13 +85,12 @@ trees = st.recursive(
 
 
 # ------------------------------------------------------------------------------ round trips
-@settings(max_examples=40)
+@examples(2.5)
 @given(trees)
 def test_round_trip_is_exact(obj):
     assert_same(obj, round_trip(obj))
 
 
-@settings(max_examples=10)
 @given(trees)
 def test_round_trip_through_a_path(obj):
     import tempfile

@@ -12,7 +12,7 @@ import signal
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -162,7 +162,6 @@ def records_without_time(out_dir):
 
 
 # ------------------------------------------------------------------------------ exact resume
-@settings(max_examples=8)
 @given(total=st.integers(2, 12), data=st.data())
 def test_resume_is_bit_identical_to_an_unbroken_run(tmp_path_factory, total, data):
     split = data.draw(st.integers(1, total - 1), label="split")

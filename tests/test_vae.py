@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import logsumexp, ndtr
 
@@ -56,7 +56,6 @@ def test_kl_closed_form_for_hand_picked_gaussians(mu, logvar, expected):
     assert kl.item() == pytest.approx(expected, abs=1e-12)
 
 
-@settings(max_examples=8)
 @given(mu=float64_arrays((1, 3), min_value=-2, max_value=2),
        logvar=float64_arrays((1, 3), min_value=-2, max_value=1))
 def test_analytic_kl_equals_monte_carlo_estimate(mu, logvar):
@@ -204,7 +203,6 @@ def test_beta_scales_only_the_kl_term():
 
 
 # ---------------------------------------------------------------- shapes and ranges
-@settings(max_examples=10)
 @given(c=st.sampled_from([1, 3]), h=st.sampled_from([4, 8]), w=st.sampled_from([4, 8]),
        n=st.integers(1, 3), latent_dim=st.integers(1, 3), hidden=st.sampled_from([None, 5]),
        depth=st.sampled_from([1, 2]))

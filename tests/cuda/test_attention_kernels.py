@@ -3,7 +3,7 @@ backward agree with the CPU kernels on tiny drawn shapes (boolean / additive / c
 rows that see no key), and F.scaled_dot_product_attention on device "cuda" agrees with "cpu",
 gradients and second derivatives included."""
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -35,7 +35,6 @@ def kernel_inputs(draw):
     return q, k, v, g, mask, index, form == "causal", draw(st.floats(0.3, 1.5))
 
 
-@settings(max_examples=12)
 @given(inputs=kernel_inputs(), dtype=st.sampled_from([np.float64, np.float32]))
 def test_cuda_kernels_match_the_cpu_kernels(inputs, dtype):
     q, k, v, g, mask, index, causal, scale = inputs

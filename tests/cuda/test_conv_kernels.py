@@ -4,7 +4,7 @@ stride, dilation, groups), and the F ops on device "cuda" agree with device "cpu
 backward.  Shapes stay tiny: the simulator runs one Python thread per CUDA thread."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import nanogen as ng
@@ -15,7 +15,6 @@ from nanogen.testing import assert_close
 from tests.test_conv import geometries
 
 
-@settings(max_examples=8)
 @given(g=geometries(max_side=2), seed=st.integers(0, 2**16),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_cuda_im2col_col2im_match_cpu(g, seed, dtype):

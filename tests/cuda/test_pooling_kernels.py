@@ -4,7 +4,7 @@ geometries; then the F ops on device "cuda" against "cpu": forward, gradient and
 of the gradient (which runs the adjoint kernels' own backward)."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import nanogen as ng
@@ -14,8 +14,6 @@ from nanogen.kernels import resample as kr
 from nanogen.testing import assert_close
 
 from ..strategies import float64_arrays
-
-SIM = settings(max_examples=6)      # the simulator runs one Python thread per CUDA thread
 
 
 @st.composite
@@ -63,7 +61,6 @@ def avg_windows(draw, H, W):
     return axes[0] + axes[1]
 
 
-@SIM
 @given(data=st.data())
 def test_max_pool_kernels(data):
     x = data.draw(planes())
@@ -80,7 +77,6 @@ def test_max_pool_kernels(data):
                  kp.max_scatter_cpu(gy, idx, H, W), rtol=1e-12, atol=1e-12)
 
 
-@SIM
 @given(data=st.data())
 def test_window_average_kernels(data):
     x = data.draw(planes()).copy()
@@ -108,7 +104,6 @@ def taps(draw, n, kind):
     return kr.linear_taps(n, out, draw(st.booleans()), scale, np.float64)
 
 
-@SIM
 @given(data=st.data())
 def test_nearest_kernels(data):
     x = data.draw(planes()).copy()
@@ -123,7 +118,6 @@ def test_nearest_kernels(data):
                  kr.nearest_adjoint_cpu(gy, ih, iw, H, W), rtol=1e-12, atol=1e-12)
 
 
-@SIM
 @given(data=st.data())
 def test_linear_kernels(data):
     x = data.draw(planes()).copy()

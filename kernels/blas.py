@@ -198,7 +198,9 @@ def matmul(a, b, out=None):
         return out
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     B = int(np.prod(batch, dtype=np.int64))
-    if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:   # (..., M, K) @ (K, N): one GEMM
+    if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous and a.size and b.size:
+        # (..., M, K) @ (K, N): one GEMM.  An empty operand takes np.matmul below (zeros when
+        # K = 0, where a reshape to (-1, K) could not infer the rows)
         y = matmul(a.reshape(-1, K), b, None if out is None else out.reshape(-1, N))
         return y.reshape(batch + (M, N)) if out is None else out
     if out is None:

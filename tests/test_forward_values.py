@@ -31,6 +31,8 @@ operands on either side).  Sides are mostly 2..4; size-1 sides are drawn as a mi
 sides come as explicit examples.
 
 Known forward bugs are pinned as ``xfail(strict=True, reason="BUG: ...")`` cases (grep BUG).
+The ten first pinned are fixed and run as ordinary cases (their gradients are checked in
+test_empty_and_promotion.py).
 ``test_every_public_op_has_a_forward_reference`` fails when a name of ``F.__all__`` is not
 registered by some test's ``@covers``.
 """
@@ -359,10 +361,7 @@ def test_integer_division(a, b):
 
 @covers("add", "mul")
 @pytest.mark.parametrize("case", [
-    "int tensor + float", "int tensor * int",
-    pytest.param("bool tensor + int", marks=bug(
-        "a bool tensor plus a Python int stays bool (logical or): "
-        "F.add(ng.tensor([True, False]), 1) gives [True, True], PyTorch gives int64 [2, 1]")),
+    "int tensor + float", "int tensor * int", "bool tensor + int",
 ])
 def test_arithmetic_promotion(case):
     """PyTorch's promotions for mixed kinds."""
@@ -672,12 +671,10 @@ def test_reductions(name, x, data, keepdim):
     if data is not None and name == "prod" and data.draw(st.booleans(), label="grid"):
         x = np.round(x * 2) / 2                            # zeros, ±0.5, ±1 ...
     if any(x.shape[a] == 0 for a in axes_of(dim, x.ndim)):      # an empty reduced dim
-        if name in ("amax", "amin"):                             # has no max (PyTorch raises)
-            with pytest.raises((RuntimeError, ValueError)):
+        if name in ("amax", "amin"):                 # has no max (PyTorch: IndexError)
+            with pytest.raises(IndexError, match="empty"):
                 getattr(F, name)(T(x), dim)
         return                                      # the others: test_empty_reductions
-    if x.size == 0 and name in ("amax", "amin"):
-        return                                      # a known bug: test_empty_reductions
     expected = reduce_ref(x, dim, keepdim, ref)
     check(getattr(F, name)(T(x), dim, keepdim), expected, atol=SUM_ATOL)
     check(getattr(F, name)(T(x), dim=dim, keepdim=keepdim), expected, atol=SUM_ATOL)
@@ -691,16 +688,8 @@ def test_reductions(name, x, data, keepdim):
     ("sum", 1, [0.0, 0.0]), ("prod", 1, [1.0, 1.0]), ("all", 1, [True, True]),
     ("any", 1, [False, False]),
     ("sum", 0, []), ("mean", 0, []), ("prod", 0, []), ("logsumexp", 0, []),
-    pytest.param("mean", 1, [np.nan, np.nan], marks=bug(
-        "mean over an empty dim gives 0, not nan: F.mean(ng.zeros(2, 0), 1) -> [0., 0.] "
-        "(PyTorch and NumPy: [nan, nan]); the count is clamped with max(n, 1)")),
-    pytest.param("logsumexp", 1, [-np.inf, -np.inf], marks=bug(
-        "logsumexp over an empty dim raises 'zero-size array to reduction operation maximum' "
-        "(F.logsumexp(ng.zeros(2, 0), 1)); PyTorch gives [-inf, -inf] (log 0)")),
-    pytest.param("amax", 0, [], marks=bug(
-        "amax / amin of an empty tensor over a non-empty dim raise 'the tensor is empty': "
-        "F.amax(ng.zeros(2, 0), 0); PyTorch gives an empty result of shape (0,)")),
-    pytest.param("amin", 0, [], marks=bug("amin: as amax")),
+    ("mean", 1, [np.nan, np.nan]), ("logsumexp", 1, [-np.inf, -np.inf]),
+    ("amax", 0, []), ("amin", 0, []),
 ])
 def test_empty_reductions(name, dim, expected):
     """Reducing an empty dim gives the operation's identity (mean: nan); reducing a non-empty
@@ -761,9 +750,7 @@ def test_var_std(x, data, keepdim):
 @pytest.mark.parametrize("x, correction, expected", [
     ([1.5], 1, np.nan),                       # 0 / 0
     ([1.0, 1.0], 2, np.nan),
-    pytest.param([1.0, 2.0], 2, np.inf, marks=bug(
-        "var with correction >= n of non-constant data gives nan; PyTorch divides by "
-        "max(0, n - correction) and gives inf: F.var(ng.tensor([1., 2.]), correction=2)")),
+    ([1.0, 2.0], 2, np.inf),                  # PyTorch divides by max(0, n - correction)
 ])
 def test_var_without_degrees_of_freedom(x, correction, expected):
     check(F.var(T(np.array(x)), correction=correction), np.array(expected))
@@ -841,7 +828,7 @@ def _pnorm(p):
     return norm
 
 
-NORM_ORDERS = [2, "fro", 1, 3, 0.5, -1, math.inf]        # -inf, 0: known bugs below
+NORM_ORDERS = [2, "fro", 1, 3, 0.5, -1, math.inf, -math.inf, 0]
 
 
 @covers("norm")
@@ -851,8 +838,8 @@ NORM_ORDERS = [2, "fro", 1, 3, 0.5, -1, math.inf]        # -inf, 0: known bugs b
        data=st.data(), keepdim=st.booleans())
 def test_norm(x, data, keepdim):
     """(Σ|x|^p)^(1/p) for p = 2, 1, 3, 0.5, -1 (a zero makes the sum inf and the norm 0);
-    inf: max |x|; "fro": the 2-norm; over dim None / int / tuple, keepdim; function and method
-    forms.  (-inf: min |x|, and 0: the count of nonzeros, are known bugs, below.)"""
+    inf: max |x|; -inf: min |x|; 0: the count of nonzeros; "fro": the 2-norm; over dim None /
+    int / tuple, keepdim; function and method forms."""
     dim = data.draw(dims_of(x.ndim), label="dim")
     for p in NORM_ORDERS:
         expected = reduce_ref(x, dim, keepdim, _pnorm(p))
@@ -865,14 +852,9 @@ def test_norm(x, data, keepdim):
 
 @covers("norm")
 @pytest.mark.parametrize("p, x, dim, expected", [
-    pytest.param(-math.inf, [[0.5, -2.0, 0.25], [3.0, -1.5, 2.0]], 1, [0.25, 1.5], marks=bug(
-        "norm(p=-inf) is not min|x|: it computes (Σ|x|^-inf)^(1/-inf) = 1, e.g. "
-        "F.norm(ng.tensor([0.5, -2.0, 0.25]), -math.inf) gives 1.0 instead of 0.25")),
-    pytest.param(0, [[0.0, 1.0, -2.0], [0.0, 0.0, 0.5]], 1, [2.0, 1.0], marks=bug(
-        "norm(p=0) raises ZeroDivisionError (1/p) instead of counting the nonzero entries: "
-        "F.norm(ng.tensor([0., 1., -2.]), 0) should be 2.0")),
-    pytest.param(0, [[0.0, 1.0, -2.0], [0.0, 0.0, 0.5]], None, 3.0, marks=bug(
-        "norm(p=0) raises ZeroDivisionError")),
+    (-math.inf, [[0.5, -2.0, 0.25], [3.0, -1.5, 2.0]], 1, [0.25, 1.5]),
+    (0, [[0.0, 1.0, -2.0], [0.0, 0.0, 0.5]], 1, [2.0, 1.0]),
+    (0, [[0.0, 1.0, -2.0], [0.0, 0.0, 0.5]], None, 3.0),
 ])
 def test_norm_known_bugs(p, x, dim, expected):
     """The p = ±inf / 0 conventions of PyTorch's vector norm (min |x|, count of nonzeros)."""
@@ -1252,8 +1234,6 @@ def test_split_chunk_unbind_narrow(x, data):
 
 
 @covers("chunk")
-@bug("chunk of an empty dim returns 1 piece: F.chunk(ng.zeros(0), 3) has length 1; PyTorch "
-     "returns `chunks` empty pieces (torch.chunk(torch.zeros(0), 3) has length 3)")
 def test_chunk_of_an_empty_dim():
     assert len(F.chunk(T(np.zeros(0)), 3)) == 3
 
@@ -1485,9 +1465,6 @@ def test_matmul_family(shapes, data):
 
 
 @covers("matmul")
-@bug("a batched matrix with an empty inner dim times a matrix or vector raises 'cannot "
-     "reshape array of size 0 into shape (0)' (kernels/blas.py reshapes to (-1, K) with "
-     "K = 0): F.matmul(ng.zeros(2, 3, 0), ng.zeros(0, 4)); PyTorch gives zeros (2, 3, 4)")
 def test_matmul_batched_with_an_empty_inner_dim():
     check(F.matmul(T(np.zeros((2, 3, 0))), T(np.zeros((0, 4)))), np.zeros((2, 3, 4)))
 
@@ -1845,12 +1822,12 @@ def test_kl_div(shape, data):
        eps=st.sampled_from([1e-6, 0.3]))
 def test_gaussian_nll_loss(n, d, data, full, eps):
     """½ (log max(σ², eps) + (x - μ)² / max(σ², eps)) (+ ½ log 2π when ``full``); var of the
-    input's shape or with a last dim of 1 (homoscedastic); every reduction."""
+    input's shape, with a last dim of 1 or without it (homoscedastic); every reduction."""
     x = data.draw(floats((n, d), -3, 3), label="x")
     mu = data.draw(floats((n, d), -3, 3), label="mu")
-    for vshape in [(n, d), (n, 1)]:                 # (n,): a known bug, below
+    for vshape in [(n, d), (n, 1), (n,)]:           # (n,): read as (n, 1), as in PyTorch
         var = data.draw(floats(vshape, 0.0, 2.0), label="var")
-        v = np.maximum(var, eps)
+        v = np.maximum(var.reshape(n, -1), eps)
         loss = 0.5 * (np.log(v) + (x - mu) ** 2 / v) + (0.5 * math.log(2 * math.pi) if full
                                                          else 0.0)
         for r in REDUCTIONS_:
@@ -1862,9 +1839,6 @@ def test_gaussian_nll_loss(n, d, data, full, eps):
 
 
 @covers("gaussian_nll_loss")
-@bug("gaussian_nll_loss with var of shape input.shape[:-1] (PyTorch unsqueezes it to (..., 1)) "
-     "raises a broadcasting error (or, when N == D, broadcasts along the wrong dim): "
-     "F.gaussian_nll_loss(ng.zeros(3, 4), ng.zeros(3, 4), ng.ones(3))")
 def test_gaussian_nll_loss_var_with_one_dim_fewer():
     x, mu, var = np.linspace(-1, 1, 12).reshape(3, 4), np.zeros((3, 4)), np.array([0.5, 1, 2])
     v = var[:, None]

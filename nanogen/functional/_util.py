@@ -19,8 +19,12 @@ def as_tensor_like(x, ref: Tensor) -> Tensor:
 def binary_operands(a, b, op: str):
     """Tensors for a binary op, with PyTorch's promotions for mixed kinds:
 
-    * a Python number takes the tensor's dtype (an int tensor with a float number becomes float);
-    * a bool / int tensor meeting a float tensor is cast to the float dtype;
+    * a Python number takes the tensor's dtype, except that a float number makes a bool / int
+      tensor the default float dtype and an int number makes a bool tensor int64
+      (``tensor([True, False]) + 1`` is int64 [2, 1]; a bool number with a bool tensor stays
+      bool);
+    * a bool / int tensor meeting a float tensor is cast to the float dtype, a bool tensor
+      meeting an int tensor to the int dtype;
     * two different float dtypes are an error (Function.apply names both).
     """
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
@@ -42,12 +46,14 @@ def binary_operands(a, b, op: str):
 
 
 def _number_like(x, ref: Tensor, op: str) -> Tensor:
-    if isinstance(x, bool) or isinstance(x, numbers.Number):
-        if isinstance(x, numbers.Integral) or isinstance(x, bool) or ref.data.dtype.kind == "f":
+    if isinstance(x, (numbers.Number, np.bool_)):
+        kind = ref.data.dtype.kind
+        if kind == "f" or isinstance(x, (bool, np.bool_)):     # the tensor's dtype
             dtype = ref.data.dtype
-        else:   # an int tensor meets a Python float: float result
+        elif isinstance(x, numbers.Integral):       # an int tensor's dtype; a bool one: int64
+            dtype = ref.data.dtype if kind != "b" else np.dtype(np.int64)
+        else:                       # a float number with a bool / int tensor: the default float
             dtype = get_default_dtype()
-            ref = ref.to(dtype)
         return Tensor._make(ref._xp().asarray(x, dtype=dtype), ref._device)
     if isinstance(x, np.ndarray) or type(x).__module__.startswith("cupy"):
         return Tensor(x)

@@ -11,6 +11,8 @@ backward raises, as PyTorch's does.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..autograd import Function
@@ -115,17 +117,43 @@ class Pow(Function):
         return ga, gb
 
 
+def _is_bool(x):
+    """A bool tensor or a Python / NumPy bool (PyTorch wraps the latter as a bool tensor)."""
+    return x.data.dtype.kind == "b" if isinstance(x, Tensor) else isinstance(x, (bool, np.bool_))
+
+
+def _times_alpha(b, alpha, op):
+    """alpha · b with alpha taken in b's (the result's) kind, by PyTorch's rules: a bool result
+    reads alpha as a bool (a + 2 b = a or b), an integer one refuses a float alpha, and only a
+    bool result takes a bool alpha."""
+    kind = b.data.dtype.kind
+    if isinstance(alpha, (bool, np.bool_)) and kind != "b":
+        raise RuntimeError(f"{op}: a bool alpha ({alpha}) needs bool tensors, got {b.dtype}")
+    if kind in "biu" and not isinstance(alpha, (bool, np.bool_, numbers.Integral)):
+        raise RuntimeError(f"{op}: alpha must be an integer for {b.dtype} tensors, got {alpha!r}")
+    return mul(b, bool(alpha) if kind == "b" else alpha)
+
+
 def add(input, other, alpha=1):
+    """``input + alpha * other``; a bool tensor plus a Python int is int64 (PyTorch's
+    promotion, see :func:`~nanogen.functional._util.binary_operands`), two bools stay bool."""
     a, b = binary_operands(input, other, "add")
-    if alpha != 1:
-        b = mul(b, alpha)
+    if alpha != 1 or _is_bool(alpha):
+        b = _times_alpha(b, alpha, "add")
     return Add.apply(a, b)
 
 
 def sub(input, other, alpha=1):
+    """``input - alpha * other``; as in PyTorch, not with a bool operand (a mask)."""
+    if _is_bool(input) and _is_bool(other):
+        raise RuntimeError("sub: subtraction, the `-` operator, with two bool tensors is not "
+                           "supported; use ne(a, b) (a != b, their exclusive or) instead")
+    if _is_bool(input) or _is_bool(other):
+        raise RuntimeError("sub: subtraction, the `-` operator, with a bool tensor is not "
+                           "supported; to invert a mask use `~` or logical_not() instead")
     a, b = binary_operands(input, other, "sub")
-    if alpha != 1:
-        b = mul(b, alpha)
+    if alpha != 1 or _is_bool(alpha):
+        b = _times_alpha(b, alpha, "sub")
     return Sub.apply(a, b)
 
 
@@ -151,6 +179,10 @@ true_divide = div
 
 
 def neg(input):
+    """``-input``; as in PyTorch, not of a bool tensor (a mask)."""
+    if _is_bool(input):
+        raise RuntimeError("neg: negation, the `-` operator, of a bool tensor is not supported; "
+                           "to invert a mask use `~` or logical_not() instead")
     return Neg.apply(input)
 
 

@@ -185,9 +185,40 @@ def kl_div(input, target, reduction="mean", log_target=False):
     return _reduce(loss, reduction, "kl_div")
 
 
+def _gaussian_variance(input, var):
+    """``var`` in a shape that broadcasts against ``input``, by PyTorch's rules: a float (one
+    variance for all), input's shape (one per element), input's shape without its last dim
+    (one per row: unsqueezed to (..., 1)), or input's number of dims where the sides of var
+    that differ from input's add up to 1 (one dim of 1, e.g. (N, 1) or (B, 1, H, W)).
+    Negative variances are refused, as in PyTorch."""
+    from .shape import unsqueeze
+    if isinstance(var, (int, float)) and not isinstance(var, bool):
+        if var < 0:
+            raise ValueError(f"gaussian_nll_loss: var must not be negative, got {var}")
+        return Tensor._make(input._xp().full(input.shape, float(var), dtype=input.data.dtype),
+                            input._device)
+    if not isinstance(var, Tensor):
+        raise TypeError(f"gaussian_nll_loss: var must be a Tensor or a float, got "
+                        f"{type(var).__name__}")
+    if bool((var.data < 0).any()):
+        raise ValueError("gaussian_nll_loss: var has negative entries")
+    shape, vshape = tuple(input.shape), tuple(var.shape)
+    if vshape == shape:
+        return var
+    if vshape == shape[:-1]:
+        return unsqueeze(var, -1)
+    if len(vshape) == len(shape) and sum(v for i, v in zip(shape, vshape) if i != v) == 1:
+        return var
+    raise ValueError(f"gaussian_nll_loss: var of shape {vshape} does not fit input of shape "
+                     f"{shape}: give input's shape, input's shape without its last dim, or "
+                     f"input's shape with one dim of size 1")
+
+
 def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
-    """½ (log max(σ², eps) + (x - μ)² / max(σ², eps)) (+ ½ log 2π when ``full``)."""
+    """½ (log max(σ², eps) + (x - μ)² / max(σ², eps)) (+ ½ log 2π when ``full``); the shapes
+    ``var`` may take are PyTorch's (see :func:`_gaussian_variance`)."""
     import math
+    var = _gaussian_variance(input, var)
     # PyTorch clamps the variance without stopping its gradient: add the clamp as a constant
     lifted = var.detach()
     v = var + (clamp(lifted, min=eps) - lifted)

@@ -5,8 +5,6 @@ shape) and ``broadcast_to`` (its backward, in shape.py) differentiate into each 
 """
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 
 from ..autograd import Function
@@ -76,25 +74,38 @@ def _count(input, axes):
 
 
 def mean(input, dim=None, keepdim=False, dtype=None):
+    """Σ_axes x / n;  over an empty dim (n = 0) that is 0 / 0 = nan, as in PyTorch and NumPy."""
     if dtype is not None:
         input = input.to(dtype)
     if input.data.dtype.kind != "f":
         raise TypeError(f"mean: needs a floating tensor, got {input.dtype} (use .float())")
     axes = normalize_dims(dim, input.ndim, "mean")
-    return sum(input, axes, keepdim) * (1.0 / builtins.max(_count(input, axes), 1))
+    n = _count(input, axes)
+    return sum(input, axes, keepdim) * (1.0 / n if n else float("nan"))
 
 
 def var(input, dim=None, unbiased=None, keepdim=False, correction=None):
-    """Σ (x - mean)² / (n - correction); ``unbiased=True`` (default) is correction 1."""
+    """Σ (x - mean)² / max(0, n - correction); ``unbiased=True`` (default) is correction 1.
+
+    Without degrees of freedom (n <= correction) the divisor is 0, as in PyTorch: the variance
+    is inf, or nan where the sum of squares is 0 too (one value, constant data, no values),
+    and its gradient 2 (x - mean) / 0 is ±inf, nan where x = mean (PyTorch's for n = correction
+    along a dim)."""
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     elif unbiased is not None:
         raise ValueError("var: give unbiased or correction, not both")
     axes = normalize_dims(dim, input.ndim, "var")
     n = _count(input, axes)
-    centred = input - mean(input, axes, keepdim=True)
-    dof = n - correction
-    return sum(centred * centred, axes, keepdim) * (1.0 / dof if dof > 0 else float("nan"))
+    m = mean(input, axes, keepdim=True)
+    if n > correction:
+        centred = input - m
+        return sum(centred * centred, axes, keepdim) * (1.0 / (n - correction))
+    # Σ (x - mean)² / 0 with the mean held constant: that leaves the gradient 2 (x - mean) / 0
+    # as it is (∂/∂mean Σ (x - mean)² = 0) but spares it the inf - inf of the mean's backward
+    centred = input - m.detach()
+    with np.errstate(invalid="ignore"):         # 0 · inf = nan: no spread either
+        return sum(centred * centred, axes, keepdim) * float("inf")
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -128,10 +139,25 @@ class _SelectMask(Function):
         return broadcast_to(gy, x.shape) * Tensor._make(self.mask, gy._device)
 
 
+def _check_extremum(input, dim, axes, name):
+    """An extremum has no identity, so (as in PyTorch) an empty tensor needs a ``dim`` and the
+    reduced dims must be non-empty; the other dims may be empty (an empty result).  The errors
+    are PyTorch's: IndexError for an empty reduced dim, and without a dim RuntimeError
+    (IndexError for argmax / argmin)."""
+    if input.numel() == 0:
+        if dim is None:
+            error = IndexError if name.startswith("arg") else RuntimeError
+            raise error(f"{name}: the tensor of shape {tuple(input.shape)} is empty; give a "
+                        f"non-empty dim to reduce")
+        for a in axes:
+            if input.shape[a] == 0:
+                raise IndexError(f"{name}: dimension {a} of the tensor of shape "
+                                 f"{tuple(input.shape)} is empty: there is no {name} of no values")
+
+
 def _amax_amin(input, dim, keepdim, largest, name):
     axes = normalize_dims(dim, input.ndim, name)
-    if input.numel() == 0:
-        raise RuntimeError(f"{name}: the tensor is empty")
+    _check_extremum(input, dim, axes, name)
     x = input.data
     xp = input._xp()
     v = x.max(axis=axes, keepdims=True) if largest else x.min(axis=axes, keepdims=True)
@@ -160,6 +186,7 @@ def _max_min(input, dim, keepdim, largest, name):
     if dim is None:
         return _amax_amin(input, None, False, largest, name)
     d = normalize_dim(dim, input.ndim, name)
+    _check_extremum(input, dim, (d,), name)
     if input.ndim == 0:
         return _ValuesIndices(input, Tensor._make(input._xp().zeros((), np.int64), input._device))
     xp = input._xp()
@@ -200,9 +227,10 @@ def min(input, dim=None, keepdim=False):
 def _arg_extreme(input, dim, keepdim, largest, name):
     x = input.data
     pick = x.argmax if largest else x.argmin
+    d = normalize_dim(dim, input.ndim, name)
+    _check_extremum(input, dim, () if d is None else (d,), name)
     if dim is None:
         return Tensor._make(input._xp().asarray(pick()), input._device)
-    d = normalize_dim(dim, input.ndim, name)
     r = pick(axis=d)
     return Tensor._make(input._xp().expand_dims(r, d) if keepdim else r, input._device)
 
@@ -217,15 +245,20 @@ def argmin(input, dim=None, keepdim=False):
 
 
 class LogSumExp(Function):
-    """y = log Σ exp x = m + log Σ exp(x - m) with m = max x;  dy/dx = exp(x - y) = softmax x."""
+    """y = log Σ exp x = m + log Σ exp(x - m) with m = max x;  dy/dx = exp(x - y) = softmax x.
+
+    Over an empty dim y = log 0 = -inf, as in PyTorch (and its gradient is empty)."""
 
     keep_output = True
 
     def forward(self, x):
         xp = self.xp
-        m = x.max(axis=self.axes, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0)
-        y = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        if x.size == 0:     # no max to shift by: the sums are empty (log 0), or there are none
+            y = xp.full(_keepdim_shape(x.shape, self.axes), -np.inf, dtype=x.dtype)
+        else:
+            m = x.max(axis=self.axes, keepdims=True)
+            m = xp.where(xp.isfinite(m), m, 0)
+            y = xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
         return y if self.keepdim else y.reshape([s for i, s in enumerate(x.shape)
                                                  if i not in self.axes])
 
@@ -316,12 +349,26 @@ def any(input, dim=None, keepdim=False):
 
 
 def norm(input, p=2, dim=None, keepdim=False):
-    """The p-norm over ``dim`` (all elements by default): (Σ |x|^p)^(1/p)."""
-    from .elementwise import abs as abs_, sqrt
+    """The p-norm over ``dim`` (all elements by default), as PyTorch's vector norm:
+
+        ‖x‖_p = (Σ |x|^p)^(1/p),   ‖x‖_∞ = max |x|,   ‖x‖_-∞ = min |x|,   ‖x‖_0 = #{x ≠ 0}
+
+    ("fro" is the 2-norm).  The ±∞ norms are amax / amin of |x|: the gradient is sign(x) at
+    the largest (smallest) magnitude, split evenly among ties, and there is no such norm of an
+    empty dim.  The 0 "norm" counts (nan counts as nonzero); its gradient is zero."""
+    from .elementwise import _Step, abs as abs_, sqrt
     if p == 2 or p == "fro":
         return sqrt(sum(input * input, dim, keepdim))
-    if p == float("inf"):
-        return amax(abs_(input), dim, keepdim)
+    if p == float("inf") or p == float("-inf"):
+        axes = normalize_dims(dim, input.ndim, "norm")
+        empty = [a for a in axes if input.shape[a] == 0]
+        if empty:
+            raise RuntimeError(f"norm: the {p} norm of the empty dimension {empty[0]} of a tensor "
+                               f"of shape {tuple(input.shape)} is undefined (no max / min)")
+        return (amax if p > 0 else amin)(abs_(input), dim, keepdim)
+    if p == 0:
+        nonzero = _Step.apply(input, f=lambda xp, x: (x != 0).astype(x.dtype))   # dy/dx = 0
+        return sum(nonzero, dim, keepdim)
     if p == 1:
         return sum(abs_(input), dim, keepdim)
     return sum(abs_(input) ** p, dim, keepdim) ** (1.0 / p)

@@ -294,10 +294,15 @@ def split(input, split_size_or_sections, dim=0):
 
 
 def chunk(input, chunks, dim=0):
+    """Pieces of ⌈n / chunks⌉ along ``dim`` (the last one shorter, maybe fewer pieces than
+    ``chunks``); an empty dim gives ``chunks`` empty pieces, as in PyTorch."""
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     d = normalize_dim(dim, input.ndim, "chunk")
     n = input.shape[d]
-    size = -(-n // chunks)
-    return split(input, builtins.max(size, 1), d)
+    if n == 0:
+        return split(input, [0] * chunks, d)
+    return split(input, -(-n // chunks), d)
 
 
 def unbind(input, dim=0):

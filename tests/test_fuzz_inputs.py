@@ -35,7 +35,6 @@ import io
 import json
 import math
 import os
-import pickle
 import shutil
 import struct
 import sys
@@ -45,7 +44,8 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nanogen as ng
 from nanogen import cli, nn
@@ -54,10 +54,8 @@ from nanogen.serialization import SerializationError
 from nanogen.training import CheckpointError, load_checkpoint
 from nanogen.training import checkpoint as checkpoint_module
 
-
-def scaled(factor):
-    """The active profile's settings with ``factor`` times its examples (cheap tests)."""
-    return settings(max_examples=max(1, int(settings().max_examples * factor)))
+from .strategies import examples
+from .test_data import cifar_batch_bytes
 
 
 # -- how many cases each test ran, printed at the end of the session ----------------------------
@@ -257,7 +255,7 @@ COMMANDS = ["sample", "eval", "resume"]
 
 
 # -- checkpoints: damaged bytes -------------------------------------------------------------------
-@scaled(8)
+@examples(8)
 @given(data=st.data())
 def test_load_of_damaged_bytes_fails_with_one_line_or_gives_back_the_tree(saved_tree, scratch,
                                                                            data):
@@ -289,7 +287,7 @@ def test_a_npy_header_that_asks_for_fewer_bytes_is_refused_not_read_short(tmp_pa
         ng.load(path)
 
 
-@scaled(4)
+@examples(4)
 @given(data=st.data())
 def test_load_of_a_damaged_run_checkpoint_fails_with_one_line_or_is_intact(tiny_run, scratch,
                                                                            data):
@@ -310,7 +308,7 @@ def test_load_of_a_damaged_run_checkpoint_fails_with_one_line_or_is_intact(tiny_
         count_case("loaded intact")
 
 
-@scaled(1.5)
+@examples(1.5)
 @given(data=st.data(), name=st.sampled_from(COMMANDS))
 def test_commands_on_a_damaged_checkpoint_exit_2_with_one_line_and_leave_it(tiny_run, scratch,
                                                                             data, name):
@@ -416,7 +414,7 @@ def _must_fail(checkpoint, path, kind, value):
     return path == ("model",) and kind == "extra"
 
 
-@scaled(2)
+@examples(2)
 @given(data=st.data(), name=st.sampled_from(COMMANDS))
 def test_commands_on_a_checkpoint_that_does_not_fit_exit_0_or_2_never_1(tiny_run, scratch,
                                                                         data, name):
@@ -497,7 +495,7 @@ def idx_files(draw):
     return data
 
 
-@scaled(8)
+@examples(8)
 @given(data=idx_files())
 def test_read_idx_of_damaged_files_is_a_dataset_error_or_what_the_header_says(scratch, data):
     path = scratch / "images-idx3-ubyte"
@@ -522,30 +520,7 @@ def test_read_idx_of_damaged_files_is_a_dataset_error_or_what_the_header_says(sc
     count_case("read as the header says")
 
 
-# -- CIFAR-10 batches -----------------------------------------------------------------------------
-class _Python2Pickler(pickle._Pickler):
-    """Pickles bytes as Python 2 ``str`` (BINSTRING), as the published CIFAR files do."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_py2_str(self, obj):
-        if len(obj) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-def cifar_batch_bytes(data, labels):
-    buffer = io.BytesIO()
-    _Python2Pickler(buffer, protocol=2).dump(
-        {b"batch_label": b"testing batch 1 of 1", b"labels": [int(v) for v in labels],
-         b"data": data, b"filenames": [b"x_%d.png" % i for i in range(len(labels))]})
-    return buffer.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
-
-
+# -- CIFAR-10 batches (written the way tests/test_data.py writes them) -----------------------------
 @pytest.fixture(scope="module")
 def cifar_batch():
     rng = np.random.default_rng(0)
@@ -558,7 +533,7 @@ def cifar_batch():
     return Bundle("cifar batch", data=raw, regions=regions)
 
 
-@scaled(6)
+@examples(6)
 @given(data=st.data())
 def test_read_cifar10_of_damaged_batches_is_a_dataset_error_or_consistent(cifar_batch, scratch,
                                                                           data):
@@ -632,7 +607,7 @@ def config_damage(draw, config):
     return json.dumps(value).encode(), ("json", None)
 
 
-@scaled(3)
+@examples(3)
 @given(data=st.data(), name=st.sampled_from(COMMANDS))
 def test_commands_on_a_damaged_config_exit_2_naming_the_problem(tiny_run, scratch, data, name):
     run = tiny_run.dir
@@ -714,7 +689,7 @@ def state_dict_edits(draw):
     return sd
 
 
-@scaled(8)
+@examples(8)
 @given(sd=state_dict_edits(), strict=st.booleans())
 def test_load_state_dict_follows_pytorchs_strict_rules_and_names_each_key(sd, strict):
     module = small_module()
@@ -837,7 +812,7 @@ def _error(kind):
     return OSError(errno.ENOSPC, "No space left on device")
 
 
-@scaled(6)
+@examples(6)
 @given(point=st.sampled_from(FAULT_POINTS), kind=st.sampled_from(["disk-full", "ctrl-c"]),
        fraction=st.floats(0, 1))
 def test_a_save_that_fails_at_any_moment_keeps_the_previous_checkpoint(tiny_run, scratch,
@@ -868,7 +843,6 @@ def test_a_save_that_fails_at_any_moment_keeps_the_previous_checkpoint(tiny_run,
         count_case("the previous checkpoint, bit for bit")
 
 
-@scaled(1)
 @given(point=st.sampled_from(FAULT_POINTS), kind=st.sampled_from(["disk-full", "ctrl-c"]),
        fraction=st.floats(0, 1))
 def test_a_run_whose_checkpoint_save_fails_keeps_its_previous_checkpoint(tiny_run, scratch,

@@ -39,6 +39,8 @@ from .strategies import (bool_arrays, broadcast_pairs, broadcastable_shapes, cur
 
 from tests.oracle import needs_torch, torch
 
+from .test_forward_values import index_ref
+
 
 # ================================================================ the table's machinery
 class Case:
@@ -1366,7 +1368,7 @@ def test_indexing_matches_numpy(s, data):
     form = data.draw(st.sampled_from(["numpy", "list", "tensor"]))
     xt = ng.tensor(x, requires_grad=True)
     out = xt[wrap_index(idx, form)]
-    expect = _numpy_index_torch_rule(x, idx)
+    expect = index_ref(x, idx)   # NumPy indexing with PyTorch's rule for integers
     assert tuple(out.shape) == expect.shape
     assert_close(out.detach(), expect)
     if out.numel():
@@ -1374,31 +1376,6 @@ def test_indexing_matches_numpy(s, data):
         ref = np.zeros_like(x)
         np.add.at(ref, idx, 1.0)
         assert_close(g, ref)
-
-
-def _numpy_index_torch_rule(x, idx):
-    """PyTorch's rule in NumPy: integer scalars are selects applied before the advanced
-    indices, so they never decide where the advanced dims land (NumPy counts them as advanced
-    indices).  Without integer arrays / masks the two agree and this is plain ``x[idx]``."""
-    parts = idx if isinstance(idx, tuple) else (idx,)
-    is_int = [isinstance(p, int) for p in parts]
-    if not any(is_int) or not any(isinstance(p, np.ndarray) for p in parts):
-        return x[idx]
-    first, rest = [], []
-    for p, i in zip(parts, is_int):
-        if i:
-            first.append(p)
-        elif p is None:
-            first.append(None)
-            rest.append(slice(None))
-        elif p is Ellipsis:
-            first.append(p)
-            rest.append(p)
-        else:
-            first.extend([slice(None)] * (p.ndim if isinstance(p, np.ndarray)
-                                          and p.dtype == bool else 1))
-            rest.append(p)
-    return x[tuple(first)][tuple(rest)]
 
 
 def test_integer_scalars_do_not_move_advanced_dims():

@@ -831,7 +831,7 @@ def test_ema_state_dict_round_trip(tmp_path):
     bad = ng.optim.EMA([ng.zeros(3, requires_grad=True)])
     with pytest.raises(ValueError, match="1 shadow_params"):
         ng.optim.EMA([ng.zeros(3), ng.zeros(3)]).load_state_dict(bad.state_dict())
-    with pytest.raises(ValueError, match=r"shape \(3,\), expected \(2, 2\)"):
+    with pytest.raises(ValueError, match=r"shape \(3,\) but .* has shape \(2, 2\)"):
         ng.optim.EMA([ng.zeros(2, 2)]).load_state_dict(bad.state_dict())
     with pytest.raises(ValueError, match="1.5"):
         ng.optim.EMA([ng.zeros(2)], decay=1.5)

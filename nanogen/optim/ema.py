@@ -19,6 +19,7 @@ import contextlib
 
 from .. import backend
 from ..tensor import Tensor
+from .optimizer import real_array_like
 
 __all__ = ["ExponentialMovingAverage", "EMA"]
 
@@ -183,17 +184,8 @@ class ExponentialMovingAverage:
                                  f"{len(mine)}")
             new[key] = []
             for i, (s, cur) in enumerate(zip(saved, mine)):
-                arr = s.data if isinstance(s, Tensor) else s
-                if not hasattr(arr, "dtype") or arr.dtype.kind not in "biuf":
-                    what = f"a {arr.dtype} array" if hasattr(arr, "dtype") else \
-                        f"a {type(s).__name__}"
-                    raise ValueError(f"EMA state dict: {key}[{i}] is {what}, expected a real "
-                                     f"array")
-                if tuple(arr.shape) != tuple(cur.shape):
-                    raise ValueError(f"EMA state dict: {key}[{i}] has shape {tuple(arr.shape)}, "
-                                     f"expected {tuple(cur.shape)}")
-                arr = backend.to_device_array(arr, cur.device).astype(cur.dtype, copy=True)
-                new[key].append(Tensor._make(arr, cur.device))
+                new[key].append(real_array_like(s, cur, f"EMA state dict: {key}[{i}]",
+                                                "the model's tensor it shadows"))
         decay = state_dict["decay"]
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"Invalid decay value in EMA state dict: {decay!r}")

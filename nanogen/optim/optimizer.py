@@ -295,18 +295,9 @@ class Optimizer:
         from .. import backend
         kind = {**self._STATE_REQUIRED, **self._STATE_OPTIONAL}.get(name)
         if kind == "array":
-            arr = value.data if isinstance(value, Tensor) else value
-            if not hasattr(arr, "dtype") or arr.dtype.kind not in "biuf":
-                what = f"a {arr.dtype} array" if hasattr(arr, "dtype") else \
-                    f"a {type(value).__name__}"
-                raise ValueError(f"loaded state for parameter {index}: {name!r} is {what}, "
-                                 f"expected a real array shaped like the parameter")
-            if tuple(arr.shape) != tuple(param.shape):
-                raise ValueError(f"loaded state for parameter {index}: {name!r} has shape "
-                                 f"{tuple(arr.shape)} but the parameter has shape "
-                                 f"{tuple(param.shape)}")
-            arr = backend.to_device_array(arr, param.device).astype(param.data.dtype, copy=True)
-            return Tensor._make(arr, param.device)
+            return real_array_like(value, param,
+                                   f"loaded state for parameter {index}: {name!r}",
+                                   "the parameter")
         if kind == "count":
             arr = value._host() if isinstance(value, Tensor) else value
             if isinstance(arr, bool) or not (isinstance(arr, (int, float)) or (
@@ -358,3 +349,18 @@ class Optimizer:
     def __setstate__(self, state):
         self.__dict__.update(state)
 
+
+def real_array_like(value, like, where, owner):
+    """A saved array (or Tensor) restored as a copy on ``like``'s device and dtype; a value that
+    is not a real array of ``like``'s shape is refused with one line naming ``where`` and the
+    ``owner`` of the shape it should have had."""
+    from .. import backend
+    arr = value.data if isinstance(value, Tensor) else value
+    if not hasattr(arr, "dtype") or arr.dtype.kind not in "biuf":
+        what = f"a {arr.dtype} array" if hasattr(arr, "dtype") else f"a {type(value).__name__}"
+        raise ValueError(f"{where} is {what}, expected a real array shaped like {owner}")
+    if tuple(arr.shape) != tuple(like.shape):
+        raise ValueError(f"{where} has shape {tuple(arr.shape)} but {owner} has shape "
+                         f"{tuple(like.shape)}")
+    arr = backend.to_device_array(arr, like.device).astype(like.data.dtype, copy=True)
+    return Tensor._make(arr, like.device)

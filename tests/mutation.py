@@ -15,7 +15,8 @@ The mutated backwards are every :class:`~nanogen.autograd.Function` subclass in
 ``nanogen.functional`` that defines ``backward`` (or ``backward_into``) and every CPU kernel
 that computes a gradient (``KERNEL_BACKWARDS``).  A mutant is *caught* when one of the gradient
 tests that ran the mutated code fails, and *survives* when none does.  One that never changed
-a value (a swap of two equal gradients: ``add`` hands ``gy`` to both inputs) is *equivalent*:
+a value (a swap of two equal gradients: ``add`` hands ``gy`` to both inputs; a scaled gradient
+that is zero by definition, as ``floor``'s is) is *equivalent*:
 no test could tell it apart, and it is listed, not scored (after the ``EQUIVALENCE_PATIENCE``
 most specific tests that reach it).
 
@@ -30,6 +31,7 @@ Examples::
     python -m tests.mutation                          # every mutant (the score in the README)
     python -m tests.mutation --sample 12 --seed 7     # a seeded sample (what CI runs)
     python -m tests.mutation --delta 1e-5 --hypothesis-seed 1   # a held-out run
+    python -m tests.mutation --cuda                   # the CUDA kernels, under the simulator
     python -m tests.mutation --list                   # the mutants, without running them
 
 Exit status 0 when every mutant run was caught, 1 when one survived, 2 on bad arguments.
@@ -47,7 +49,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GRADIENT_TESTS = ["tests/test_ops_grad.py", "tests/test_nonsmooth.py", "tests/test_autograd.py",
+GRADIENT_TESTS = ["tests/test_ops_grad.py", "tests/test_nonsmooth.py",
+                  "tests/test_empty_and_promotion.py", "tests/test_autograd.py",
                   "tests/test_conv.py", "tests/test_normalization.py", "tests/test_pooling.py",
                   "tests/test_attention.py", "tests/test_nn.py"]
 
@@ -70,6 +73,19 @@ KERNEL_BACKWARDS = [
     ("nanogen.kernels.resample", "nearest_adjoint_cpu", "returns"),
     ("nanogen.kernels.resample", "linear_adjoint_cpu", "returns"),
     ("nanogen.kernels.scatter", "scatter_add_rows_cpu", "adds values"),
+]
+# With --cuda: the numba.cuda gradient kernels, run by the simulated-CUDA tests (tests/cuda,
+# NUMBA_ENABLE_CUDASIM=1), whose arrays are NumPy arrays under the simulator.
+CUDA_TESTS = ["tests/cuda"]
+CUDA_ONLY_FUNCTIONS = ("ToDevice",)    # a device move: a CPU-only run never makes one
+CUDA_KERNEL_BACKWARDS = [
+    ("nanogen.kernels.adain", "backward_cuda", "returns"),
+    ("nanogen.kernels.normalization", "backward_cuda", "returns"),
+    ("nanogen.kernels.attention", "backward_cuda", "returns several"),
+    ("nanogen.kernels.pooling", "max_scatter_cuda", "returns"),
+    ("nanogen.kernels.pooling", "window_avg_adjoint_cuda", "returns"),
+    ("nanogen.kernels.resample", "nearest_adjoint_cuda", "returns"),
+    ("nanogen.kernels.resample", "linear_adjoint_cuda", "returns"),
 ]
 KINDS = ("scale", "swap", "reduce")
 # A swap or reduce mutant that changed no value in the first this-many tests reaching it (the
@@ -115,15 +131,15 @@ def _function_classes():
     return sorted(seen, key=lambda c: (c.__module__, c.__qualname__))
 
 
-def targets():
+def targets(cuda=False):
     import importlib
     out = []
     for cls in _function_classes():
         attrs = tuple(a for a in ("backward", "backward_into") if a in vars(cls))
-        if attrs:
+        if attrs and (cls.__name__ in CUDA_ONLY_FUNCTIONS) == cuda:
             out.append(Target(f"{cls.__module__.rsplit('.', 1)[1]}.{cls.__qualname__}", cls,
                               attrs))
-    for module, fn, mode in KERNEL_BACKWARDS:
+    for module, fn, mode in (CUDA_KERNEL_BACKWARDS if cuda else KERNEL_BACKWARDS):
         out.append(Target(f"kernels.{module.rsplit('.', 1)[1]}.{fn}",
                           importlib.import_module(module), (fn,), mode))
     return out
@@ -144,9 +160,9 @@ class Mutant:
         return f"{self.target.name} [{self.kind}]"
 
 
-def mutants(delta, kinds=KINDS):
+def mutants(delta, kinds=KINDS, cuda=False):
     out = []
-    for t in targets():
+    for t in targets(cuda):
         for kind in kinds:
             if kind == "swap" and not t.several:
                 continue
@@ -394,8 +410,7 @@ class MutationSession:
                         break       # it changed no value in the tests made for this backward
             if m.status != "caught":
                 m.status = ("not covered" if not covering else
-                            "survived" if m.effective or m.kind == "scale" else
-                            "equivalent")
+                            "survived" if m.effective else "equivalent")
             where = f" by {m.caught_by}" if m.caught_by else ""
             self._say(f"[{k}/{len(self.chosen)}] {m.status:>11}  {m.name}{where} "
                       f"({m.tests_run} tests, {time.time() - t0:.1f} s)")
@@ -420,6 +435,9 @@ def main(argv=None):
     parser.add_argument("--hypothesis-seed", type=int, default=None,
                         help="a held-out run: fresh hypothesis draws from this seed instead "
                              "of the ci profile's fixed ones")
+    parser.add_argument("--cuda", action="store_true",
+                        help="mutate the numba.cuda gradient kernels and run the simulated-CUDA "
+                             "tests (tests/cuda) instead")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = parser.parse_args(argv)
 
@@ -430,7 +448,9 @@ def main(argv=None):
     if not 0 < args.delta < 1:
         parser.error(f"--delta must be in (0, 1), got {args.delta}")
 
-    chosen = [m for m in mutants(args.delta, kinds) if args.match in m.name]
+    if args.cuda:   # before numba is first imported (nanogen imports it)
+        os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    chosen = [m for m in mutants(args.delta, kinds, args.cuda) if args.match in m.name]
     if args.sample:
         chosen = random.Random(args.seed).sample(chosen, min(args.sample, len(chosen)))
     if args.list:
@@ -446,11 +466,11 @@ def main(argv=None):
     os.chdir(root)
     if args.hypothesis_seed is not None:
         os.environ["HYPOTHESIS_PROFILE"] = "heldout"
-    session = MutationSession(chosen, targets())
+    session = MutationSession(chosen, targets(args.cuda))
     # no terminal reporter: the tool prints its own lines (and a pytest summary of reruns in
     # which failures are the point would read like a failing suite)
     pytest_args = ["-p", "no:cacheprovider", "-p", "no:terminal", "-W", "ignore",
-                   *GRADIENT_TESTS]
+                   *(CUDA_TESTS if args.cuda else GRADIENT_TESTS)]
     if args.hypothesis_seed is not None:
         pytest_args.append(f"--hypothesis-seed={args.hypothesis_seed}")
     print(f"{len(chosen)} mutants (delta {args.delta:g}, kinds {','.join(kinds)})"

@@ -160,8 +160,9 @@ def expanded_shapes(draw, shape, max_new_dims=2, max_side=3):
 def broadcast_pairs(draw, min_dims=1, max_dims=3, max_side=3):
     """Two shapes that broadcast together: each is a suffix of a common result shape (so ranks
     may differ) with some sides set to 1, independently on each side.  The result has a dim or
-    more by default; a 0-d operand comes from leaving out all of its leading dims."""
-    result = draw(shapes(min_dims, max_dims, 1, max_side))
+    more by default, each of 2 or more; a 0-d operand comes from leaving out all of its leading
+    dims, a side of 1 from the operand's own draw."""
+    result = draw(shapes(min_dims, max_dims, 2, max_side))    # the 1s come from the operands
     return draw(broadcastable_shapes(result)), draw(broadcastable_shapes(result))
 
 

@@ -40,7 +40,8 @@ from hypothesis.extra import numpy as hnp
 __all__ = ["pick", "tracking_forms", "current_forms", "FormTracker", "sides", "shapes",
            "broadcastable_shapes", "broadcast_pairs", "expanded_shapes", "float64_arrays",
            "positive_arrays", "probability_arrays", "distinct_arrays", "distinct_tuple",
-           "dims_for", "dim_for", "index_for", "int_arrays", "bool_arrays", "numel", "examples"]
+           "dims_for", "dim_for", "index_for", "wrap_index", "int_arrays", "bool_arrays",
+           "numel", "examples"]
 
 
 def numel(shape) -> int:
@@ -345,6 +346,18 @@ def index_for(draw, shape, allow_advanced=True, allow_bool=True, max_index_side=
     if len(parts) == 1 and draw(st.booleans()):
         return parts[0]            # x[i], x[mask], x[arr], x[None], x[...]
     return tuple(parts)
+
+
+def wrap_index(idx, form):
+    """The integer / boolean arrays of an :func:`index_for` index as NumPy arrays
+    (``form="numpy"``), lists (``"list"``) or nanogen tensors (``"tensor"``)."""
+    import nanogen as ng
+
+    def one(p):
+        if not isinstance(p, np.ndarray):
+            return p
+        return {"numpy": p, "list": p.tolist(), "tensor": ng.tensor(p)}[form]
+    return tuple(one(p) for p in idx) if isinstance(idx, tuple) else one(idx)
 
 
 # ---------------------------------------------------------------- example counts

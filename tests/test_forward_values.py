@@ -53,7 +53,7 @@ import nanogen as ng
 import nanogen.functional as F
 from nanogen.testing import assert_close
 
-from .strategies import distinct_arrays, float64_arrays, index_for, int_arrays
+from .strategies import distinct_arrays, float64_arrays, index_for, int_arrays, wrap_index
 
 RTOL, ATOL = 1e-12, 1e-14
 
@@ -1276,14 +1276,6 @@ def index_ref(x, idx):
                                           and p.dtype == bool else 1))
             rest.append(p)
     return np.asarray(x[tuple(first)][tuple(rest)])
-
-
-def wrap_index(idx, form):
-    def one(p):
-        if not isinstance(p, np.ndarray):
-            return p
-        return {"numpy": p, "list": p.tolist(), "tensor": ng.tensor(p)}[form]
-    return tuple(one(p) for p in idx) if isinstance(idx, tuple) else one(idx)
 
 
 @covers("index")

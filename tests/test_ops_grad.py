@@ -9,13 +9,18 @@ The op table
 strategy of :class:`Case` (float64 arrays that become leaves with ``requires_grad=True``, and
 the call on them, constants such as indices, masks and targets closed over), the public names it
 exercises, and the check's mode.  Two parametrized tests run over the table:
-``test_grad`` (gradcheck) and ``test_gradgrad`` (gradgradcheck).  Adding an op is one entry;
-``test_every_public_op_is_covered`` fails when a public op has none.
+``test_grad`` (gradcheck) and ``test_gradgrad`` (gradgradcheck), at gradcheck's float64
+tolerances (rtol 1e-7, an atol scaled to the output: ``nanogen/testing.py``).  Adding an op is
+one entry; ``test_every_public_op_is_covered`` fails when a public op has none.
+
+Every choice among calling forms in a strategy goes through ``pick`` (``tests/strategies.py``),
+which records it: a form that hypothesis offered but never drew gets a run with that form
+forced, and the op's test fails if it is still never reached.
 
 Inputs stay away from kinks (ReLU's 0, clamp bounds, Huber's ±δ) and domain edges (log's 0),
 and max / min / sort see distinct values, so central differences are valid; the conventions *at*
-the kinks are pinned separately (``test_*_kink*``).  Sides are ≤ 3 so full mode (two forwards
-per element) stays cheap; big matmuls use the directional mode.
+the kinks are pinned separately (``test_*_kink*``, ``tests/test_nonsmooth.py``).  Sides are
+≤ 3 so full mode (four forwards per element) stays cheap; big matmuls use the directional mode.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from nanogen.testing import assert_close, gradcheck, gradgradcheck
 from .strategies import (bool_arrays, broadcast_pairs, broadcastable_shapes, current_forms, dim_for,
                          dims_for, distinct_arrays, distinct_tuple, examples, expanded_shapes,
                          float64_arrays, index_for, int_arrays, numel, pick, positive_arrays,
-                         probability_arrays, shapes, sides, tracking_forms)
+                         probability_arrays, shapes, sides, tracking_forms, wrap_index)
 
 from tests.oracle import needs_torch, torch
 
@@ -66,8 +71,8 @@ class Op:
     cases: st.SearchStrategy        # of Case
     covers: tuple = ()              # the public names of nanogen.functional it exercises
     mode: str = "full"              # "directional" for big inputs
-    examples: float = 1.0           # max_examples as a multiple of the profile's (>1: a large
-    #                                 space of calling forms; <1: a slow op)
+    examples: float = 1.0           # max_examples as a multiple of the profile's, >= 1 (more
+    #                                 for a large space of calling forms)
     atol: float = None              # None: gradcheck's rule, scaled to the output
     rtol: float = 1e-7
 
@@ -624,15 +629,6 @@ SHAPE = [
 
 
 # ================================================================ indexing
-def wrap_index(idx, form):
-    """Integer / boolean arrays of an index as NumPy arrays, lists or nanogen tensors."""
-    def one(p):
-        if not isinstance(p, np.ndarray):
-            return p
-        return {"numpy": p, "list": p.tolist(), "tensor": ng.tensor(p)}[form]
-    return tuple(one(p) for p in idx) if isinstance(idx, tuple) else one(idx)
-
-
 @st.composite
 def index_case(draw):
     s = draw(shapes(0, 3, 1, 4))

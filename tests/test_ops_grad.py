@@ -114,6 +114,7 @@ def _run(op, check):
 # ---------------------------------------------------------------- drawing helpers
 SMALL = shapes(0, 3, 1, 3)          # at most 27 elements
 NONEMPTY = shapes(1, 3, 1, 3)       # at least one dim
+MAYBE_EMPTY = shapes(0, 3, 1, 3, empty=True)    # a side of 0 one time in twelve
 REDUCTION_NAMES = ["mean", "sum", "none"]
 REDUCTIONS = st.sampled_from(REDUCTION_NAMES)
 
@@ -274,7 +275,8 @@ UNARY = [  # name, fn, input arrays, covers
     ("clone", F.clone, plain, ("clone",)),
 ]
 
-ELEMENTWISE = [Op(name, unary(fn, arrays), covers) for name, fn, arrays, covers in UNARY] + [
+ELEMENTWISE = [Op(name, unary(fn, arrays, MAYBE_EMPTY), covers)
+               for name, fn, arrays, covers in UNARY] + [
     Op("add", binary(lambda a, b: a + b), ("add",)),
     Op("add_alpha", binary(lambda a, b: F.add(a, b, alpha=-2.5)), ("add",)),
     Op("sub", binary(lambda a, b: a - b), ("sub",)),

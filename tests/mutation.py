@@ -45,7 +45,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -497,7 +497,7 @@ def report(chosen):
           f"({100 * len(caught) / max(len(scored), 1):.1f}%); " +
           ", ".join(f"{k} {c}/{n}" for k, (c, n) in sorted(by_kind.items())))
     if equivalent:
-        print(f"equivalent (never changed a value, not scored): " +
+        print("equivalent (never changed a value, not scored): " +
               ", ".join(m.name for m in equivalent))
     missed = [m for m in scored if m.status != "caught"]
     for m in missed:

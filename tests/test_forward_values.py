@@ -30,9 +30,10 @@ negative, keepdim, reductions, weights, ignore_index, options, method and operat
 operands on either side).  Sides are mostly 2..4; size-1 sides are drawn as a minority and empty
 sides come as explicit examples.
 
-Known forward bugs are pinned as ``xfail(strict=True, reason="BUG: ...")`` cases (grep BUG).
-The ten first pinned are fixed and run as ordinary cases (their gradients are checked in
-test_empty_and_promotion.py).
+The ten forward bugs this file found (norm at p = -inf and 0, empty reductions, var with
+correction >= n, chunk and matmul of empty tensors, gaussian_nll_loss's variance shapes, bool
+promotion) are fixed and run as ordinary cases; their gradients are checked in
+test_empty_and_promotion.py.
 ``test_every_public_op_has_a_forward_reference`` fails when a name of ``F.__all__`` is not
 registered by some test's ``@covers``.
 """
@@ -66,11 +67,6 @@ def covers(*names):
     assert not unknown, f"@covers names that are not public ops: {sorted(unknown)}"
     COVERED.update(names)
     return lambda fn: fn
-
-
-def bug(reason):
-    """A case that shows a genuine forward bug: it must fail until the bug is fixed."""
-    return pytest.mark.xfail(strict=True, reason=f"BUG: {reason}")
 
 
 # ================================================================ helpers

@@ -1104,9 +1104,9 @@ def test_clamp_tensor_bounds_at_ties(x):
 @given(a=KINKY)
 def test_maximum_minimum_split_ties_evenly(a):
     b = np.where(np.arange(a.size).reshape(a.shape) % 2 == 0, a, -a)   # ties at even positions
-    for fn, pick in ((F.maximum, a > b), (F.minimum, a < b)):
+    for fn, chosen in ((F.maximum, a > b), (F.minimum, a < b)):
         ga, gb = _grad(fn, a, b)
-        expect = np.where(a == b, 0.5, pick.astype(float))
+        expect = np.where(a == b, 0.5, chosen.astype(float))
         assert_close(ga, expect)
         assert_close(gb, 1.0 - expect)
 

@@ -1182,6 +1182,14 @@ def pieces_ref(x, axis, bounds):
     return [x[(slice(None),) * axis + (slice(a, b),)] for a, b in bounds]
 
 
+def check_pieces(got, expected):
+    """The pieces of a split / chunk: as many as expected, each exactly equal."""
+    got, expected = list(got), list(expected)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        check(g, e, rtol=0, atol=0)
+
+
 @covers("split", "chunk", "unbind", "narrow")
 @given(x=floats(shapes_(1, 3, st.one_of(st.integers(2, 5), st.integers(2, 5), st.just(1),
                                         st.just(0)))), data=st.data())
@@ -1193,30 +1201,19 @@ def test_split_chunk_unbind_narrow(x, data):
     axis, n = d % x.ndim, x.shape[d]
     size = 2 if data is None else data.draw(st.integers(1, 6), label="size")
     bounds = [(a, min(a + size, n)) for a in range(0, n, size)] or [(0, 0)]
-    got = F.split(T(x), size, d)
-    assert len(got) == len(bounds)
-    for g, e in zip(got, pieces_ref(x, axis, bounds)):
-        check(g, e, rtol=0, atol=0)
-    for g, e in zip(T(x).split(size, d), pieces_ref(x, axis, bounds)):
-        check(g, e, rtol=0, atol=0)
+    check_pieces(F.split(T(x), size, d), pieces_ref(x, axis, bounds))
+    check_pieces(T(x).split(size, d), pieces_ref(x, axis, bounds))
     if data is not None:
         cuts = sorted(data.draw(st.lists(st.integers(0, n), max_size=3), label="cuts"))
         edges = [0] + cuts + [n]
         sections = [b - a for a, b in zip(edges, edges[1:])]
-        got = F.split(T(x), sections, d)
-        assert len(got) == len(sections)
-        for g, e in zip(got, pieces_ref(x, axis, list(zip(edges, edges[1:])))):
-            check(g, e, rtol=0, atol=0)
+        check_pieces(F.split(T(x), sections, d), pieces_ref(x, axis, list(zip(edges, edges[1:]))))
     chunks = 2 if data is None else data.draw(st.integers(1, 5), label="chunks")
     if n:                     # (an empty dim: test_chunk_of_an_empty_dim)
         csize = -(-n // chunks)
         cb = [(a, min(a + csize, n)) for a in range(0, n, csize)]
-        got = F.chunk(T(x), chunks, d)
-        assert len(got) == len(cb)
-        for g, e in zip(got, pieces_ref(x, axis, cb)):
-            check(g, e, rtol=0, atol=0)
-        for g, e in zip(T(x).chunk(chunks, d), pieces_ref(x, axis, cb)):
-            check(g, e, rtol=0, atol=0)
+        check_pieces(F.chunk(T(x), chunks, d), pieces_ref(x, axis, cb))
+        check_pieces(T(x).chunk(chunks, d), pieces_ref(x, axis, cb))
     for got in (F.unbind(T(x), d), T(x).unbind(d)):
         assert len(got) == n
         for i, g in enumerate(got):

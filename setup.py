@@ -16,7 +16,8 @@ setup(
     # kernels/ is a top-level folder of the repository, installed as nanogen.kernels
     packages=find_packages(include=["nanogen", "nanogen.*"]) + ["nanogen.kernels"],
     package_dir={"nanogen.kernels": "kernels"},
-    package_data={"nanogen.metrics": ["weights/*.npz"]},
+    package_data={"nanogen.metrics": ["weights/*.npz"],
+                  "nanogen.pretrained": ["manifest.json", "*.npz"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",

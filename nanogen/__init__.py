@@ -2,7 +2,8 @@
 
 ``import nanogen as ng`` gives a PyTorch-shaped API: ``ng.tensor``, ``ng.randn``,
 ``ng.no_grad()``, ``ng.autograd.grad``, ``ng.nn``, ``ng.nn.functional as F``, ``ng.optim``,
-``ng.save`` / ``ng.load`` and ``ng.manual_seed``.
+``ng.save`` / ``ng.load`` and ``ng.manual_seed``; ``ng.load_pretrained("NAME")`` gives a
+model that ships with nanogen, ready to sample.
 """
 from . import allocator, backend
 from .tensor import (Tensor, bool_, float16, float32, float64, get_default_dtype, int8, int16,
@@ -30,6 +31,7 @@ bool = bool_  # noqa: A001
 
 from . import nn, optim, testing  # noqa: E402
 from .serialization import load, save  # noqa: E402
+from .pretrained import load_pretrained  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -2,11 +2,16 @@
 
 ::
 
-    nanogen list                                   # the models and datasets, one line each
+    nanogen list [--pretrained]                    # the models and datasets, one line each
     nanogen train MODEL [--dataset mnist5k] [--steps N] [--batch-size B] [--lr LR]
                         [--device cpu|cuda] [--seed S] [--out DIR] [--resume]
     nanogen sample DIR [--n 64] [--out FILE.png] [--seed S] [--sampler ddim --sampler-steps 50]
     nanogen eval DIR [--seed S] [--num-examples N] [--num-samples N] [--sampler ...]
+    nanogen export DIR --name NAME [--command "nanogen train ..."] [--allow-large] [--no-eval]
+
+``DIR`` of ``sample`` and ``eval`` may be ``pretrained:NAME``, a model that ships with nanogen
+(:mod:`nanogen.pretrained`; ``export`` adds one from a run directory): no run directory needed,
+and what they write goes to ``runs/pretrained/NAME``.
 
 A run lives in one directory (``runs/MODEL`` unless ``--out`` says otherwise):
 ``config.json`` (what was trained, on what, how), ``checkpoint.npz`` (model, optimizers, RNG
@@ -24,13 +29,15 @@ failure prints one line too (set ``NANOGEN_DEBUG=1`` for the traceback) and exit
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_model", "load_run", "UsageError"]
+__all__ = ["main", "build_model", "load_run", "evaluate_model", "training_command", "UsageError"]
 
 DEFAULT_RUNS_DIR = "runs"
 EVAL_BATCH_SIZE = 250
@@ -61,7 +68,10 @@ def _dataset(name: str, split: str, download: bool = False):
 
 
 def build_model(config: dict, dataset=None):
-    """The model a run's ``config`` describes, freshly initialised, on ``config["device"]``."""
+    """The model a run's ``config`` describes, freshly initialised, on ``config["device"]``.
+    ``dataset``: the training set, or anything with its ``kind``, ``sample_shape`` and
+    ``num_classes`` (``nanogen.data.dataset_info(name)``, which reads no data); by default the
+    training split of ``config["dataset"]``, loaded."""
     from .models import get_model_spec
     spec = get_model_spec(config["model"])
     if dataset is None:
@@ -245,6 +255,8 @@ def _fmt_seconds(s: float) -> str:
 def cmd_list(args):
     from .data import DATASETS
     from .models import all_models
+    if args.pretrained:
+        return _list_pretrained()
     models = all_models()
     width = max(map(len, list(models) + list(DATASETS)))
     print("models:")
@@ -253,6 +265,38 @@ def cmd_list(args):
     print("datasets:")
     for name, info in DATASETS.items():
         print(f"  {name:<{width}}  {info.summary}")
+    return 0
+
+
+def _list_pretrained():
+    from . import pretrained
+    models = pretrained.entries()
+    if not models:
+        print(f"no pretrained models ship with this nanogen yet ({pretrained.pretrained_dir()}); "
+              f"nanogen export RUN_DIR --name NAME adds one")
+        return 0
+    rows = [(e["name"], e["model"], pretrained.headline(e), pretrained.format_bytes(e["bytes"]))
+            for e in models]
+    widths = [max(len(row[i]) for row in rows + [("name", "model", "metric", "size")])
+              for i in range(4)]
+    for row in [("name", "model", "metric", "size")] + rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_export(args):
+    from . import pretrained
+    entry = pretrained.export(
+        args.dir, args.name, command=args.train_command, dtype=args.dtype,
+        allow_large=args.allow_large, evaluate=not args.no_eval,
+        seed=args.seed if args.seed is not None else 0, num_examples=args.num_examples,
+        num_samples=args.num_samples, sampler=args.sampler, sampler_steps=args.sampler_steps,
+        log=lambda message: print(message, file=sys.stderr))
+    print(json.dumps(entry, indent=2))
+    print(f"wrote {pretrained.pretrained_dir() / entry['file']} "
+          f"({pretrained.format_bytes(entry['bytes'])}, {entry['parameters']:,} weights as "
+          f"{entry['dtype']}): {pretrained.headline(entry)}; `nanogen sample "
+          f"{pretrained.PREFIX}{entry['name']}` draws from it", file=sys.stderr)
     return 0
 
 
@@ -292,19 +336,7 @@ def cmd_train(args):
         if args.device is not None:
             config["device"] = args.device
     else:
-        config = {
-            "model": spec.name,
-            "dataset": args.dataset or spec.dataset,
-            "steps": args.steps if args.steps is not None else spec.steps,
-            "batch_size": args.batch_size if args.batch_size is not None else spec.batch_size,
-            "lr": args.lr if args.lr is not None else spec.lr,
-            "lr_schedule": args.lr_schedule or spec.lr_schedule,
-            "ema_decay": args.ema_decay if args.ema_decay is not None else spec.ema_decay,
-            "seed": args.seed if args.seed is not None else 0,
-            "device": args.device or "cpu",
-            "model_kwargs": {**spec.kwargs, **_parse_model_args(args.arg or [])},
-            "nanogen_version": ng.__version__,
-        }
+        config = _fresh_config(args, spec)
     for key in ("steps", "batch_size"):
         if config[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be at least 1, got {config[key]}")
@@ -351,18 +383,86 @@ def cmd_train(args):
     return 0
 
 
+def _fresh_config(args, spec) -> dict:
+    """The config.json of a new run of ``spec`` (its defaults for the dataset's kind) that
+    ``nanogen train`` writes for the parsed ``args``."""
+    import nanogen as ng
+    return {
+        "model": spec.name,
+        "dataset": args.dataset or spec.dataset,
+        "steps": args.steps if args.steps is not None else spec.steps,
+        "batch_size": args.batch_size if args.batch_size is not None else spec.batch_size,
+        "lr": args.lr if args.lr is not None else spec.lr,
+        "lr_schedule": args.lr_schedule or spec.lr_schedule,
+        "ema_decay": args.ema_decay if args.ema_decay is not None else spec.ema_decay,
+        "seed": args.seed if args.seed is not None else 0,
+        "device": args.device or "cpu",
+        "model_kwargs": {**spec.kwargs, **_parse_model_args(args.arg or [])},
+        "nanogen_version": ng.__version__,
+    }
+
+
+def training_command(config: dict) -> str | None:
+    """The ``nanogen train`` command line that writes ``config`` (a run's config.json): the
+    model, ``--steps``, and every setting that differs from the model's defaults.  None when no
+    command line writes it (a run configured from Python, a default that has changed since,
+    an average switched off that the model keeps by default).  Checked by parsing the command
+    again and comparing the config it writes, so what it returns always reproduces ``config``
+    (but for ``nanogen_version``)."""
+    import shlex
+
+    from .data import dataset_info
+    from .models import get_model_spec
+    try:
+        spec = get_model_spec(config["model"])
+        base = spec.for_data(dataset_info(config["dataset"]).kind)
+    except (KeyError, ValueError, TypeError):
+        return None
+    argv = ["train", spec.name]
+    if config["dataset"] != spec.dataset:
+        argv += ["--dataset", config["dataset"]]
+    defaults = {"steps": None, "batch_size": base.batch_size, "lr": base.lr,
+                "lr_schedule": base.lr_schedule, "ema_decay": base.ema_decay, "seed": 0,
+                "device": "cpu"}
+    for key, default in defaults.items():
+        value = config.get(key, default)
+        if key == "steps" or value != default:
+            if value is None:                   # no flag turns off an average kept by default
+                return None
+            argv += ["--" + key.replace("_", "-"), repr(value) if isinstance(value, float)
+                     else str(value)]
+    kwargs = config.get("model_kwargs", {})
+    for key, value in kwargs.items() if isinstance(kwargs, dict) else ():
+        if key not in base.kwargs or base.kwargs[key] != value:
+            text = json.dumps(value, separators=(",", ":"))
+            if isinstance(value, str) and _parse_model_args([f"{key}={value}"])[key] == value:
+                text = value                    # --arg loss=minimax, not --arg 'loss="minimax"'
+            argv += ["--arg", f"{key}={text}"]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):       # argparse's complaint, if any
+            again = _fresh_config(make_parser().parse_args(argv), base)
+    except (SystemExit, UsageError):
+        return None
+    if {**again, "nanogen_version": None} != {**config, "nanogen_version": None}:
+        return None
+    return "nanogen " + shlex.join(argv)
+
+
 def cmd_sample(args):
     import nanogen as ng
     from .utils.image import save_image
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
-    model, config, _ = _load_for_use(args)
-    out = Path(args.out) if args.out else Path(args.dir) / "sample.png"
+    target = _load_for_use(args)
+    out = Path(args.out) if args.out else target.out_dir / "sample.png"
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: the sample grid is written as a PNG, name it *.png")
+    if not args.out:
+        out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with ng.random.fork_rng(args.seed):
-        images = draw_samples(model, args.n, _sampler_options(args, model))
+        images = draw_samples(target.model, args.n,
+                              sampler_options(target.model, args.sampler, args.sampler_steps))
     save_image(images, out, nrow=args.nrow or _grid_width(args.n))
     print(f"wrote {args.n} samples to {out} ({_fmt_seconds(time.perf_counter() - t0)})",
           file=sys.stderr)
@@ -384,18 +484,21 @@ def _parse_model_args(pairs):
     return parsed
 
 
-def _sampler_options(args, model):
+def sampler_options(model, sampler=None, steps=None, default=None) -> dict:
     """``--sampler NAME --sampler-steps K`` as keyword arguments of ``model.sample``, refused
     with one line when the model's sampler takes no such option.  Without ``--sampler`` the
-    model's preview sampler is the default (DDPM: 50 DDIM steps, since 1,000 ancestral steps
-    take hours on a CPU); ``--sampler`` alone drops its step count."""
+    default is ``default`` (a pretrained model's recorded options) or else the model's preview
+    sampler (DDPM: 50 DDIM steps, since 1,000 ancestral steps take hours on a CPU);
+    ``--sampler`` alone drops its step count."""
     import inspect
-    if args.sampler is not None:
-        options = {"sampler": args.sampler}
+    if sampler is not None:
+        options = {"sampler": sampler}
+    elif default is not None and steps is None:
+        options = dict(default)
     else:
         options = dict(model.preview_sampler())
-    if args.sampler_steps is not None:
-        options["steps"] = args.sampler_steps
+    if steps is not None:
+        options["steps"] = steps
     accepted = inspect.signature(model.sample).parameters
     for name in options:
         if name not in accepted:
@@ -424,10 +527,28 @@ def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK):
     return np.concatenate(parts)
 
 
-def _load_for_use(args):
-    """load_run for sample/eval: the device is the run's unless --device overrides it."""
+class _Target:
+    """What sample and eval work on: a model, its config, the step it was trained to, where
+    their files go, and the manifest entry of a pretrained model (None for a run)."""
+
+    def __init__(self, model, config, step, out_dir, entry=None):
+        self.model, self.config, self.step = model, config, step
+        self.out_dir, self.entry = Path(out_dir), entry
+
+
+def _load_for_use(args) -> _Target:
+    """The run directory (its device unless --device overrides it) or ``pretrained:NAME`` (on
+    the CPU unless --device says otherwise) that sample and eval name."""
+    from . import pretrained
+    name = pretrained.pretrained_name(args.dir)
+    if name is not None:
+        device = _check_device(args.device or "cpu")
+        model, entry = pretrained.load(name, device=device)
+        return _Target(model, dict(entry["config"], device=device), entry["training"]["steps"],
+                       Path(DEFAULT_RUNS_DIR) / "pretrained" / name, entry)
     device = args.device or _read_config(Path(args.dir)).get("device", "cpu")
-    return load_run(args.dir, device=_check_device(device))
+    model, config, checkpoint = load_run(args.dir, device=_check_device(device))
+    return _Target(model, config, int(checkpoint["step"]), args.dir)
 
 
 def _grid_width(n: int) -> int:
@@ -436,71 +557,94 @@ def _grid_width(n: int) -> int:
 
 
 def cmd_eval(args):
+    target = _load_for_use(args)
+    model, config = target.model, target.config
+    # a pretrained model replays the settings its published figure was measured with
+    recorded = (target.entry or {}).get("eval") or {}
+    seed = args.seed if args.seed is not None else recorded.get("seed", 0)
+    num_examples = (args.num_examples if args.num_examples is not None
+                    else recorded.get("num_examples"))
+    num_samples = (args.num_samples if args.num_samples is not None
+                   else recorded.get("num_samples"))
+    options = sampler_options(model, args.sampler, args.sampler_steps, recorded.get("sampler"))
+    target.out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    metrics = evaluate_model(model, config, seed=seed, num_examples=num_examples,
+                             num_samples=num_samples, options=options, out_dir=target.out_dir)
+    report = {"model": config["model"], "dataset": config["dataset"], "split": "test",
+              "step": target.step, **metrics,
+              "eval_seconds": round(time.perf_counter() - t0, 1)}
+    if target.entry is not None:
+        report = {"pretrained": target.entry["name"], "seed": seed, **report}
+    print(json.dumps(report, indent=2))
+    _write_json(target.out_dir / "metrics.json", report)
+    _write_figures(model, config, target.out_dir)
+    return 0
+
+
+def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_samples=None,
+                   options=None, out_dir=None) -> dict:
+    """What ``nanogen eval`` reports for ``model``: its own ``evaluate`` on the test split (or
+    on ``num_examples`` of it, classes balanced) under seed ``seed``, and, when
+    :func:`resolve_num_samples` gives any, FID / KID / IS of that many samples drawn with
+    ``options`` under seed ``seed + 1`` (and ``out_dir/nearest_neighbours.png`` when
+    ``out_dir`` is given)."""
     import numpy as np
 
     import nanogen as ng
     from .data import DataLoader, TensorDataset
-    model, config, checkpoint = _load_for_use(args)
     test = _test_examples(config, model)
-    if args.num_examples is not None:
-        if not 1 <= args.num_examples <= len(test):
+    if num_examples is not None:
+        if not 1 <= num_examples <= len(test):
             raise UsageError(f"--num-examples must be between 1 and the {len(test)} test "
-                             f"examples, got {args.num_examples}")
+                             f"examples, got {num_examples}")
         x, y = _stack(test)
-        picks = np.sort(_first_of_each_class(y, args.num_examples))   # classes stay balanced
+        picks = np.sort(_first_of_each_class(y, num_examples))   # classes stay balanced
         test = TensorDataset(x[picks], y[picks])
     loader = DataLoader(test, batch_size=EVAL_BATCH_SIZE, shuffle=False,
                         device=config.get("device", "cpu"))
-    num_samples = _num_samples_to_score(args, model, config)
-    options = _sampler_options(args, model)
-    t0 = time.perf_counter()
-    with ng.no_grad(), ng.random.fork_rng(args.seed):
+    num_samples = resolve_num_samples(num_samples, model, config)
+    with ng.no_grad(), ng.random.fork_rng(seed):
         metrics = model.evaluate(loader)
     if num_samples:
-        with ng.random.fork_rng(args.seed + 1):
-            metrics.update(_score_samples(model, config, num_samples, options,
-                                          Path(args.dir), args.seed))
-    report = {"model": config["model"], "dataset": config["dataset"], "split": "test",
-              "step": int(checkpoint["step"]), **metrics,
-              "eval_seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps(report, indent=2))
-    _write_json(Path(args.dir) / "metrics.json", report)
-    _write_figures(model, config, Path(args.dir))
-    return 0
+        with ng.random.fork_rng(seed + 1):
+            metrics.update(_score_samples(model, config, num_samples, options, out_dir, seed))
+    return metrics
 
 
-def _num_samples_to_score(args, model, config):
-    """How many samples FID/KID/IS use: ``--num-samples``, else the model's default when it is
-    judged by its samples (none for a likelihood model, or for 2-D points, which its own
-    ``evaluate`` scores by mode coverage)."""
+def resolve_num_samples(requested, model, config) -> int:
+    """How many samples FID/KID/IS use: ``requested`` (``--num-samples``), else the model's
+    default when it is judged by its samples (none for a likelihood model, or for 2-D points,
+    which its own ``evaluate`` scores by mode coverage)."""
     from .data import DATASETS
     points = DATASETS[config["dataset"]].kind == "points"
-    if args.num_samples is None:
+    if requested is None:
         return 0 if points or not model.judged_by_samples else model.eval_num_samples
-    if args.num_samples < 0:
-        raise UsageError(f"--num-samples must be at least 0, got {args.num_samples}")
-    if points and args.num_samples:
+    if requested < 0:
+        raise UsageError(f"--num-samples must be at least 0, got {requested}")
+    if points and requested:
         raise UsageError(f"--num-samples: FID, KID and IS judge images; {config['dataset']} "
                          f"holds 2-D points (its model reports mode coverage instead)")
-    return args.num_samples
+    return requested
 
 
-def _score_samples(model, config, n, options, run_dir: Path, seed: int):
+def _score_samples(model, config, n, options, run_dir, seed: int):
     """FID, KID and IS of ``n`` samples against the test split, the sampler options beside
-    them, and ``nearest_neighbours.png``: the first samples, each beside its nearest training
-    images in the classifier's feature space."""
+    them, and (when ``run_dir`` is given) ``nearest_neighbours.png``: the first samples, each
+    beside its nearest training images in the classifier's feature space."""
     from . import metrics
     from .utils.image import save_image
     samples = draw_samples(model, n, options)
     try:
         scores = metrics.sample_quality(samples, dataset=config["dataset"], split="test",
                                         seed=seed)
-        train_images = _dataset(config["dataset"], "train").arrays[0]
-        grid, nrow = metrics.nearest_neighbour_grid(samples[:NEIGHBOUR_ROWS], train_images,
-                                                    k=NEIGHBOURS)
+        if run_dir is not None:
+            train_images = _dataset(config["dataset"], "train").arrays[0]
+            grid, nrow = metrics.nearest_neighbour_grid(samples[:NEIGHBOUR_ROWS], train_images,
+                                                        k=NEIGHBOURS)
+            save_image(grid, Path(run_dir) / "nearest_neighbours.png", nrow=nrow)
     except ValueError as e:          # images the classifier cannot judge (CIFAR's, ...)
         raise UsageError(f"--num-samples: {e}") from None
-    save_image(grid, run_dir / "nearest_neighbours.png", nrow=nrow)
     return {**scores, **({"sampler": options} if options else {})}
 
 
@@ -510,8 +654,10 @@ def make_parser() -> argparse.ArgumentParser:
                                 "nanogen's generative models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("list", help="the models and datasets, one line each").set_defaults(
-        func=cmd_list)
+    ls = sub.add_parser("list", help="the models and datasets, one line each")
+    ls.add_argument("--pretrained", action="store_true", help="the pretrained models that ship "
+                    "with nanogen instead: name, model, metric, size")
+    ls.set_defaults(func=cmd_list)
 
     t = sub.add_parser("train", help="train a model; writes a run directory")
     t.add_argument("model", metavar="MODEL", help="a model name from `nanogen list`")
@@ -540,30 +686,58 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="draw a sample grid from a trained run")
-    s.add_argument("dir", metavar="DIR")
+    target = ("a run directory, or pretrained:NAME for a model that ships with nanogen "
+              "(nanogen list --pretrained)")
+    s = sub.add_parser("sample", help="draw a sample grid from a trained run or a pretrained "
+                       "model")
+    s.add_argument("dir", metavar="DIR", help=target)
     s.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--nrow", type=int, help="images per row (default: a square grid)")
-    s.add_argument("--out", metavar="FILE.png", help="default: DIR/sample.png")
+    s.add_argument("--out", metavar="FILE.png", help="default: DIR/sample.png "
+                   "(runs/pretrained/NAME/sample.png for pretrained:NAME)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", help="override the run's device")
+    s.add_argument("--device", help="override the run's device (pretrained: cpu)")
     _add_sampler_flags(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="the model's metrics on the test split (JSON, also saved "
-                       "to DIR/metrics.json)")
-    e.add_argument("dir", metavar="DIR")
-    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation's own sampling")
-    e.add_argument("--num-examples", type=int, metavar="N", help="evaluate on N test examples, "
-                   "classes balanced (default: the whole test split)")
-    e.add_argument("--num-samples", type=int, metavar="N", help="score N samples with FID, "
-                   "KID and the Inception Score against the test split, and draw "
-                   "nearest_neighbours.png (default: the model's count for GANs and diffusion "
-                   "models, none for likelihood models; 0 skips)")
-    e.add_argument("--device", help="override the run's device")
-    _add_sampler_flags(e)
+                       "to DIR/metrics.json, or runs/pretrained/NAME/metrics.json)")
+    e.add_argument("dir", metavar="DIR", help=target + "; a pretrained model's defaults are "
+                   "the settings its recorded figure was measured with")
+    e.add_argument("--device", help="override the run's device (pretrained: cpu)")
+    _add_eval_flags(e)
     e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="ship a run's weights as pretrained:NAME (float16, "
+                       "checksummed, in nanogen/pretrained/ or $NANOGEN_PRETRAINED_DIR), with "
+                       "the metrics measured on them")
+    x.add_argument("dir", metavar="DIR", help="a trained run directory")
+    x.add_argument("--name", required=True, help="the name to ship it under (lowercase "
+                   "letters, digits, '.', '_', '-'); an entry of that name is replaced")
+    x.add_argument("--command", dest="train_command", metavar='"nanogen train ..."', help="the command that trained "
+                   "it (default: rebuilt from the run's config.json; needed when that cannot "
+                   "be done)")
+    x.add_argument("--dtype", choices=["float16", "float32"], default="float16",
+                   help="how float weights are stored (default float16)")
+    x.add_argument("--allow-large", action="store_true", help="ship weights above the 2 MB "
+                   "budget per model")
+    x.add_argument("--no-eval", action="store_true", help="record no evaluation (only the "
+                   "small check re-score the tests repeat)")
+    _add_eval_flags(x)
+    x.set_defaults(func=cmd_export)
     return p
+
+
+def _add_eval_flags(parser):
+    parser.add_argument("--seed", type=int, help="seed of the evaluation's own sampling "
+                        "(default 0)")
+    parser.add_argument("--num-examples", type=int, metavar="N", help="evaluate on N test "
+                        "examples, classes balanced (default: the whole test split)")
+    parser.add_argument("--num-samples", type=int, metavar="N", help="score N samples with "
+                        "FID, KID and the Inception Score against the test split, and draw "
+                        "nearest_neighbours.png (default: the model's count for GANs and "
+                        "diffusion models, none for likelihood models; 0 skips)")
+    _add_sampler_flags(parser)
 
 
 def _add_sampler_flags(parser):
@@ -578,8 +752,10 @@ def _user_errors():
     from .data import DatasetError
     from .models import UnknownModelError
     from .serialization import SerializationError
+    from .pretrained import PretrainedError
     from .training import CheckpointError
-    return (UsageError, UnknownModelError, DatasetError, CheckpointError, SerializationError)
+    return (UsageError, UnknownModelError, DatasetError, CheckpointError, SerializationError,
+            PretrainedError)
 
 
 def main(argv=None) -> int:

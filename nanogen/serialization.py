@@ -141,12 +141,14 @@ class _Encoder:
                         f"str, int, float, bool, None or tuples of those")
 
 
-def save(obj, f):
+def save(obj, f, *, compress: bool = False):
     """Save ``obj`` (nested dicts / lists / tuples of scalars, strings, Tensors and arrays) to
     ``f``, a path (``str`` or ``os.PathLike``) or a writable binary file object.
 
     A path is written atomically (temporary file, fsync, ``os.replace``): an interrupted save
     leaves the previous file intact.  The name is used as given (no ``.npz`` is appended).
+    ``compress=True`` deflates each entry (``np.savez_compressed``): smaller, slower to write
+    and read, loaded the same way (the shipped pretrained weights use it).
     """
     enc = _Encoder()
     tree = enc.encode(obj, "obj")
@@ -156,7 +158,7 @@ def save(obj, f):
     entries[_TREE] = np.frombuffer(header.encode("ascii"), dtype=np.uint8)
 
     def write(fh):
-        np.savez(fh, allow_pickle=False, **entries)
+        (np.savez_compressed if compress else np.savez)(fh, allow_pickle=False, **entries)
 
     if hasattr(f, "write"):
         write(f)

@@ -38,12 +38,17 @@ class GenerativeModel(nn.Module):
     * ``judged_by_samples`` -- True for models with no likelihood to report (GANs, diffusion):
       ``nanogen eval`` then scores ``eval_num_samples`` of their samples with
       :mod:`nanogen.metrics` (FID, KID, IS) unless ``--num-samples`` says otherwise.
+    * ``inference_modules`` -- the names of the sub-modules that :meth:`sample`,
+      :meth:`evaluate` and :meth:`figures` use, when they use only some (a GAN:
+      ``("generator",)``); None (the default) for all.  :meth:`inference_state_dict` keeps
+      those, and the shipped pretrained weights (:mod:`nanogen.pretrained`) hold nothing else.
     """
 
     data_transform = "unit"
     batches_per_step = 1
     judged_by_samples = False
     eval_num_samples = 1000
+    inference_modules = None
 
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self, lr: float) -> dict:
@@ -83,6 +88,20 @@ class GenerativeModel(nn.Module):
         reconstructions and latent manifold).  None by default.
         """
         return {}
+
+    def inference_state_dict(self):
+        """The part of :meth:`state_dict` that sampling and evaluation read: the entries of the
+        sub-modules named by ``inference_modules`` (a GAN's generator, not its discriminator),
+        or the whole state dict when it is None.  Loading it with ``load_state_dict(...,
+        strict=False)`` into a fresh model gives one that samples and evaluates like this one
+        (the modules left out keep their initial weights)."""
+        state = self.state_dict()
+        if self.inference_modules is None:
+            return state
+        prefixes = tuple(f"{name}." for name in self.inference_modules)
+        for key in [key for key in state if not key.startswith(prefixes)]:
+            del state[key]
+        return state
 
     def evaluate(self, loader) -> dict:
         """Metrics on a test loader; by default the mean of ``loss`` over every example."""

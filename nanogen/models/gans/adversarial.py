@@ -86,6 +86,7 @@ class AdversarialModel(GenerativeModel):
     """
 
     judged_by_samples = True
+    inference_modules = ("generator",)    # sample/evaluate/figures never ask the discriminator
     betas = (0.5, 0.999)          # Adam's (beta1, beta2), after Radford et al. 2016
     interpolation_rows = 8        # figures(): pairs of endpoints ...
     interpolation_steps = 10      # ... and codes from one to the other, both included

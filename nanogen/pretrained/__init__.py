@@ -140,8 +140,8 @@ def _check_manifest(manifest, path):
 
 
 def entries(directory=None) -> list:
-    """The manifest's entries, in order."""
-    return read_manifest(directory)["models"]
+    """The manifest's entries, in order (none for a folder without a manifest)."""
+    return read_manifest(directory, missing_ok=True)["models"]
 
 
 def get_entry(name: str, directory=None) -> dict:
@@ -235,7 +235,8 @@ def compact_state(state, dtype: str = "float16") -> OrderedDict:
     for key, tensor in state.items():
         array = np.array(tensor.numpy())                     # a host copy
         if array.dtype.kind == "f" and dtype == "float16":
-            half = array.astype(np.float16)
+            with np.errstate(over="ignore"):
+                half = array.astype(np.float16)
             if not np.any(np.isfinite(array) & ~np.isfinite(half)):
                 array = half
         out[key] = array
@@ -308,7 +309,7 @@ def export(run_dir, name: str, *, command: str | None = None, dtype: str = "floa
                           "train_seconds": round(float(checkpoint["seconds"]), 1)},
              "eval": full, "check": check, "file": f"{name}.npz", "bytes": len(data),
              "sha256": hashlib.sha256(data).hexdigest(), "dtype": dtype,
-             "parameters": int(sum(int(a.size) for a in state.values()))}
+             "parameters": sum(p.numel() for key, p in model.named_parameters() if key in state)}
     atomic_write(directory / entry["file"], lambda f: f.write(data))
     manifest["models"] = sorted([e for e in manifest["models"] if e["name"] != name] + [entry],
                                 key=lambda e: e["name"])

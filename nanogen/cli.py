@@ -717,8 +717,11 @@ def make_parser() -> argparse.ArgumentParser:
     x.add_argument("--command", dest="train_command", metavar='"nanogen train ..."', help="the command that trained "
                    "it (default: rebuilt from the run's config.json; needed when that cannot "
                    "be done)")
-    x.add_argument("--dtype", choices=["float16", "float32"], default="float16",
-                   help="how float weights are stored (default float16)")
+    x.add_argument("--dtype", choices=["float16", "float32", "int8"], default="float16",
+                   help="how float weights are stored: float16 (default), float32 (lossless), "
+                   "or int8 (weight matrices and kernels as 8-bit codes with a float32 scale "
+                   "per row, the rest float16: half float16's size, for a model over the "
+                   "budget)")
     x.add_argument("--allow-large", action="store_true", help="ship weights above the 2 MB "
                    "budget per model")
     x.add_argument("--no-eval", action="store_true", help="record no evaluation (only the "

@@ -340,7 +340,42 @@ def test_float16_keeps_out_of_range_tensors_and_integers_as_they_are():
     assert out["count"].dtype == np.int64 and out["count"] == 7
     assert out["mask"].dtype == np.bool_
     with pytest.raises(PretrainedError, match="dtype"):
-        pretrained.compact_state(state, "int8")
+        pretrained.compact_state(state, "bfloat16")
+
+
+def test_int8_stores_each_row_to_within_half_its_step():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 3, 2, 2)).astype(np.float32) * np.arange(1, 7)[:, None, None,
+                                                                                 None]
+    w[2] = 0.0                                                  # an all-zero row
+    state = {"w": ng.tensor(w), "b": ng.tensor(np.linspace(-1, 1, 6, dtype=np.float32)),
+             "count": ng.tensor(3, dtype=ng.int64)}
+    out = pretrained.compact_state(state, "int8")
+    codes, scale = out["w"]["int8"], out["w"]["scale"]
+    assert codes.dtype == np.int8 and scale.shape == (6,) and scale.dtype == np.float32
+    peak = np.abs(w).reshape(6, -1).max(axis=1)
+    np.testing.assert_allclose(scale, np.where(peak > 0, peak / 127, 1.0), rtol=1e-6)
+    assert np.abs(codes).max() == 127
+    back = pretrained.expand_state(out, "test")
+    step = scale.reshape(6, 1, 1, 1)
+    assert np.all(np.abs(back["w"] - w) <= step / 2 * (1 + 1e-6))
+    assert np.all(back["w"][2] == 0)
+    assert out["b"].dtype == np.float16 and out["count"].dtype == np.int64
+    with pytest.raises(PretrainedError, match="malformed"):
+        pretrained.expand_state({"w": {"int8": codes, "scale": scale[:3]}}, "test")
+
+
+def test_an_int8_export_samples_like_the_run(runs, shelf):
+    entry = export(runs["dcgan"], "tiny-dcgan-8", "--dtype", "int8", "--no-eval")
+    f16 = export(runs["dcgan"], "tiny-dcgan-16", "--no-eval")
+    assert entry["dtype"] == "int8" and entry["bytes"] < f16["bytes"]
+    model, _, _ = cli.load_run(runs["dcgan"])
+    with ng.random.fork_rng(5):
+        ours = ng.load_pretrained("tiny-dcgan-8").sample(4).numpy()
+    with ng.random.fork_rng(5):
+        theirs = model.sample(4).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=0.05)
+    assert np.abs(ours - theirs).max() > 0                      # it is lossy, a little
 
 
 def test_export_refuses_weights_over_the_budget_unless_allowed(runs, shelf, monkeypatch):

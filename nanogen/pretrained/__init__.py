@@ -20,8 +20,9 @@ atomically, holding ``{"format": "nanogen-pretrained", "version": 1, "model": MO
 discriminator; never optimizer state), with the run's weight average (EMA) in place of the
 last iterate when the run kept one, as ``nanogen sample`` and ``nanogen eval`` use it.  Float
 tensors are stored as float16 by default (a tensor with values beyond float16's range stays
-float32), integer and bool buffers as they are; loading converts them back to the model's
-float32.
+float32; ``--dtype int8`` stores weight matrices and kernels as 8-bit codes with a scale per
+row instead, ``--dtype float32`` as they are), integer and bool buffers as they are; loading
+converts them back to the model's float32.
 
 ``manifest.json`` is ``{"format": "nanogen-pretrained-manifest", "version": 1, "models":
 [ENTRY, ...]}``; an entry holds the name, the model, the run's config (what ``build_model``
@@ -55,7 +56,7 @@ MANIFEST_NAME = "manifest.json"
 ENV_VAR = "NANOGEN_PRETRAINED_DIR"
 PREFIX = "pretrained:"                 # nanogen sample / eval pretrained:NAME
 MAX_BYTES = 2_000_000                  # the budget per model (2 MB); export --allow-large exceeds it
-DTYPES = ("float16", "float32")        # how float tensors are stored
+DTYPES = ("float16", "float32", "int8")   # how float tensors are stored (compact_state)
 CHECK_EXAMPLES = 20                    # the small fixed re-score every entry records (check)
 CHECK_SAMPLES = 20                     # ... and its samples, for a model judged by them
 # the metric `nanogen list --pretrained` shows: the first of these the evaluation reported
@@ -209,7 +210,7 @@ def _model_from_bytes(data: bytes, config: dict, device: str, where):
                               f"manifest's config builds {config.get('model')!r}")
     config = dict(config, device=device)
     model = build_model(config, dataset_info(config["dataset"]))
-    expected, state = model.inference_state_dict(), saved["state"]
+    expected, state = model.inference_state_dict(), expand_state(saved["state"], where)
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
@@ -226,20 +227,61 @@ def _model_from_bytes(data: bytes, config: dict, device: str, where):
 
 # -- exporting a run ----------------------------------------------------------------------------
 def compact_state(state, dtype: str = "float16") -> OrderedDict:
-    """``state`` (name -> Tensor) as host arrays to ship: float tensors as ``dtype`` (one whose
-    values overflow float16 stays float32), integer and bool buffers as they are."""
+    """``state`` (name -> Tensor) as host arrays to ship, float tensors stored as ``dtype``:
+
+    * ``"float16"`` -- each float tensor as float16 (one whose values overflow float16 stays
+      float32);
+    * ``"float32"`` -- as they are, lossless;
+    * ``"int8"`` -- each float tensor of 2 or more dimensions (a weight matrix or kernel) as
+      ``{"int8": q, "scale": s}``: one float32 scale per slice along the first axis,
+      ``s = max |w| / 127`` over the slice, and codes ``q = round(w / s)``, so ``w ~ s q`` to
+      within ``s / 2``; the other float tensors (biases, norms' statistics) as float16.
+
+    Integer and bool buffers are kept as they are.  :func:`expand_state` undoes it."""
     import numpy as np
     if dtype not in DTYPES:
-        raise PretrainedError(f"unknown weight dtype {dtype!r}: use {' or '.join(DTYPES)}")
+        raise PretrainedError(f"unknown weight dtype {dtype!r}: use {', '.join(DTYPES)}")
     out = OrderedDict()
     for key, tensor in state.items():
         array = np.array(tensor.numpy())                     # a host copy
-        if array.dtype.kind == "f" and dtype == "float16":
+        if array.dtype.kind == "f" and dtype != "float32":
+            if dtype == "int8" and array.ndim >= 2 and np.isfinite(array).all():
+                out[key] = _quantize(array)
+                continue
             with np.errstate(over="ignore"):
                 half = array.astype(np.float16)
             if not np.any(np.isfinite(array) & ~np.isfinite(half)):
                 array = half
         out[key] = array
+    return out
+
+
+def _quantize(w):
+    import numpy as np
+    rows = w.reshape(len(w), -1).astype(np.float64)
+    scale = np.abs(rows).max(axis=1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    codes = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
+    return {"int8": codes.reshape(w.shape), "scale": scale}
+
+
+def expand_state(state, where) -> dict:
+    """A shipped ``state`` as arrays ``load_state_dict`` takes (int8 codes times their
+    scales); anything else in it is a :class:`PretrainedError` naming ``where``."""
+    import numpy as np
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            codes, scale = value.get("int8"), value.get("scale")
+            if not (isinstance(codes, np.ndarray) and codes.dtype == np.int8 and codes.ndim
+                    and isinstance(scale, np.ndarray) and scale.shape == codes.shape[:1]):
+                raise PretrainedError(f"{where}: the int8 weights of {key!r} are malformed")
+            value = codes.astype(np.float32) * scale.astype(np.float32).reshape(
+                (-1,) + (1,) * (codes.ndim - 1))
+        elif not isinstance(value, np.ndarray):
+            raise PretrainedError(f"{where}: the weights of {key!r} are a "
+                                  f"{type(value).__name__}, not an array")
+        out[key] = value
     return out
 
 

@@ -136,6 +136,18 @@ def _short_json(value, limit=60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def read_json(path: Path, what: str, error=UsageError):
+    """The JSON value in ``path``; a file that cannot be read or holds no JSON (or bytes that
+    are not UTF-8) raises ``error`` with one line calling it a corrupt ``what``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:
+        raise error(f"{path}: corrupt {what} ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())})") from None
+
+
 def _read_config(run_dir: Path, needed=("model", "dataset")) -> dict:
     """``run_dir/config.json``, checked: a JSON object of the known keys, each holding what it
     should, with every key in ``needed`` present; anything else is a one-line UsageError."""
@@ -147,13 +159,7 @@ def _read_config(run_dir: Path, needed=("model", "dataset")) -> dict:
     if not path.is_file():
         raise UsageError(f"{run_dir}: no config.json, so not a nanogen run directory (train one "
                          f"first: nanogen train MODEL --out {run_dir})")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UsageError(f"{path}: cannot be read ({e.strerror or e})") from None
-    except (ValueError, RecursionError) as e:       # bad JSON, or bytes that are not UTF-8
-        raise UsageError(f"{path}: corrupt run configuration ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())})") from None
+    config = read_json(path, "run configuration")
     if not isinstance(config, dict):
         raise UsageError(f"{path}: corrupt run configuration: a JSON "
                          f"{type(config).__name__.replace('NoneType', 'null')} instead of an "

@@ -100,12 +100,8 @@ def read_manifest(directory=None, *, missing_ok: bool = False) -> dict:
             return {"format": MANIFEST_FORMAT, "version": VERSION, "models": []}
         raise PretrainedError(f"{path}: no pretrained manifest (the package ships one; "
                               f"{ENV_VAR}={os.environ.get(ENV_VAR)!r} may point elsewhere)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise PretrainedError(f"{path}: cannot be read ({e.strerror or e})") from None
-    except (ValueError, RecursionError) as e:
-        raise PretrainedError(f"{path}: corrupt manifest ({type(e).__name__}: {e})") from None
+    from ..cli import read_json
+    manifest = read_json(path, "manifest", PretrainedError)
     _check_manifest(manifest, path)
     return manifest
 

@@ -297,6 +297,7 @@ def cmd_export(args):
         allow_large=args.allow_large, evaluate=not args.no_eval,
         seed=args.seed if args.seed is not None else 0, num_examples=args.num_examples,
         num_samples=args.num_samples, sampler=args.sampler, sampler_steps=args.sampler_steps,
+        device=_check_device(args.device or "cpu"),
         log=lambda message: print(message, file=sys.stderr))
     print(json.dumps(entry, indent=2))
     print(f"wrote {pretrained.pretrained_dir() / entry['file']} "
@@ -550,8 +551,9 @@ def _load_for_use(args) -> _Target:
     if name is not None:
         device = _check_device(args.device or "cpu")
         model, entry = pretrained.load(name, device=device)
-        return _Target(model, dict(entry["config"], device=device), entry["training"]["steps"],
-                       Path(DEFAULT_RUNS_DIR) / "pretrained" / name, entry)
+        return _Target(model, dict(entry["config"], device=device),
+                       entry["training"].get("steps"), Path(DEFAULT_RUNS_DIR) / "pretrained" / name,
+                       entry)
     device = args.device or _read_config(Path(args.dir)).get("device", "cpu")
     model, config, checkpoint = load_run(args.dir, device=_check_device(device))
     return _Target(model, config, int(checkpoint["step"]), args.dir)
@@ -732,6 +734,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "budget per model")
     x.add_argument("--no-eval", action="store_true", help="record no evaluation (only the "
                    "small check re-score the tests repeat)")
+    x.add_argument("--device", help="where the evaluation runs: cpu (default) or cuda (the "
+                   "weights and the check re-score are the same either way)")
     _add_eval_flags(x)
     x.set_defaults(func=cmd_export)
     return p

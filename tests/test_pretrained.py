@@ -428,3 +428,11 @@ def test_a_manifest_entry_cannot_name_a_file_outside_the_folder(shelf):
             "dtype": "float16", "parameters": 1}]}))
     with pytest.raises(PretrainedError, match="names the file"):
         ng.load_pretrained("x")
+
+
+def test_cuda_without_a_gpu_is_one_line_for_pretrained_models(runs, shipped_vae, monkeypatch):
+    monkeypatch.setattr(ng.cuda, "is_available", lambda: False)
+    assert_one_line_error(*run_cli("sample", "pretrained:tiny-vae", "--device", "cuda")[::2],
+                          "--device cuda", "no GPU")
+    assert_one_line_error(*run_cli("export", runs["vae"], "--name", "x", "--device",
+                                   "cuda")[::2], "--device cuda", "no GPU")

@@ -284,8 +284,8 @@ def expand_state(state, where) -> dict:
 def export(run_dir, name: str, *, command: str | None = None, dtype: str = "float16",
            allow_large: bool = False, evaluate: bool = True, seed: int = 0,
            num_examples: int | None = None, num_samples: int | None = None,
-           sampler: str | None = None, sampler_steps: int | None = None, directory=None,
-           log=None) -> dict:
+           sampler: str | None = None, sampler_steps: int | None = None, device: str = "cpu",
+           directory=None, log=None) -> dict:
     """Ship run ``run_dir`` as pretrained model ``name``: write ``NAME.npz`` and add (or
     replace) its manifest entry; return the entry.
 
@@ -294,7 +294,8 @@ def export(run_dir, name: str, *, command: str | None = None, dtype: str = "floa
     shipped weights have been loaded back from the bytes about to be written and evaluated:
     the ``check`` re-score always, and, unless ``evaluate`` is False, the full evaluation with
     ``seed``, ``num_examples``, ``num_samples`` and the sampler options (as ``nanogen eval``
-    takes them), recorded as the entry's ``eval``.  ``command`` defaults to the ``nanogen
+    takes them) on ``device``, recorded as the entry's ``eval`` (the check always runs on the
+    CPU, where the tests repeat it).  ``command`` defaults to the ``nanogen
     train`` command rebuilt from the run's config; a run whose config no command line writes
     (trained from Python, stopped before its last step) needs it given.  Above
     :data:`MAX_BYTES` it refuses unless ``allow_large``.  ``log`` (a callable) hears progress.
@@ -339,8 +340,11 @@ def export(run_dir, name: str, *, command: str | None = None, dtype: str = "floa
     if evaluate:
         log(f"evaluating the shipped weights ({'all' if num_examples is None else num_examples}"
             f" test examples, seed {seed}) as `nanogen eval {PREFIX}{name}` will")
-        full = _measure(cli, shipped, config, seed=seed, num_examples=num_examples,
-                        num_samples=num_samples, sampler=sampler, sampler_steps=sampler_steps)
+        on_device = shipped if device == "cpu" else _model_from_bytes(
+            data, config, device, where=f"the weights of {name!r}")
+        full = _measure(cli, on_device, dict(config, device=device), seed=seed,
+                        num_examples=num_examples, num_samples=num_samples, sampler=sampler,
+                        sampler_steps=sampler_steps)
     entry = {"name": name, "model": config["model"], "config": config, "command": command,
              "training": {"dataset": config["dataset"], "steps": step,
                           "batch_size": config.get("batch_size"),

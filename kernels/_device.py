@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 THREADS = 128     # threads per block
+_BUILT = {}
 
 
 def array_module_of(a):
@@ -27,3 +28,12 @@ def launch(kernel, n, *args, threads=THREADS):
     if n:
         threads = min(threads, n)
         kernel[(n + threads - 1) // threads, threads](*args)
+
+
+def cuda_kernels(build):
+    """The kernels ``build()`` defines (a dict), built once: numba.cuda is imported only when a
+    CUDA kernel is first needed, so the CPU path never loads it.  ``build`` imports numba.cuda
+    into its own module's global ``cuda`` (see the module docstring)."""
+    if build not in _BUILT:
+        _BUILT[build] = build()
+    return _BUILT[build]

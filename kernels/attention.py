@@ -67,9 +67,9 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
+from ._math import exp as _exp
 from .blas import mm as _mm, serial_blas as _serial_blas
 from ._device import launch
 from ._threads import cpu_threads, run_ranges, threads_for
@@ -156,34 +156,6 @@ def reference_backward(q, k, v, gout, mask=None, mask_index=None, causal=False, 
 
 
 # ================================================================ CPU (numba)
-def _exp(x):
-    return math.exp(x)
-
-
-@overload(_exp)
-def _exp_impl(x):
-    """exp for the kernels: libm's for float64; for float32 a Cephes-style expf (range
-    reduction x = n ln2 + r, a degree-7 polynomial in r, 2^n built in the exponent bits; within
-    2 ulp) that LLVM vectorises, unlike a call into libm.  exp(x) = 0 below -87 (also -inf)."""
-    if x == types.float32:
-        def expf(x):
-            if x < np.float32(-87.0):
-                return np.float32(0.0)
-            x = min(x, np.float32(88.0))
-            n = np.floor(x * np.float32(1.44269504) + np.float32(0.5))
-            r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-            p = np.float32(1.9875691500e-4)
-            p = p * r + np.float32(1.3981999507e-3)
-            p = p * r + np.float32(8.3334519073e-3)
-            p = p * r + np.float32(4.1665795894e-2)
-            p = p * r + np.float32(1.6666665459e-1)
-            p = p * r + np.float32(5.0000001201e-1)
-            p = p * r * r + r + np.float32(1.0)
-            return p * np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
-        return expf
-    return lambda x: math.exp(x)
-
-
 # -inf stays meaningful (masked scores), so no 'ninf'; NaN is not expected in the loops.
 _FM = {"nnan", "nsz", "reassoc", "contract", "arcp"}
 

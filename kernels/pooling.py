@@ -50,7 +50,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._device import array_module_of, launch  # noqa: F401  (resample.py imports them here)
+# (resample.py imports these three from here)
+from ._device import array_module_of, cuda_kernels, launch  # noqa: F401
 
 __all__ = ["pool_output_size", "pool_windows", "avg_pool_windows", "adaptive_windows",
            "nonempty_windows", "covering_range", "array_module_of", "launch", "cuda_kernels",
@@ -371,16 +372,7 @@ def window_avg_adjoint_cpu(gy, hs, he, rh, ws, we, rw, H, W):
 
 
 # ================================================================ CUDA (numba.cuda, built lazily)
-_CUDA = {}
 cuda = None        # numba.cuda, set by _build
-
-
-def cuda_kernels(build):
-    """The kernels ``build()`` defines, built once: numba.cuda is imported only when a CUDA
-    kernel is first needed, so the CPU path never loads it."""
-    if build not in _CUDA:
-        _CUDA[build] = build()
-    return _CUDA[build]
 
 
 def _build():

@@ -52,7 +52,7 @@ import numpy as np
 GRADIENT_TESTS = ["tests/test_ops_grad.py", "tests/test_nonsmooth.py",
                   "tests/test_empty_and_promotion.py", "tests/test_autograd.py",
                   "tests/test_conv.py", "tests/test_normalization.py", "tests/test_pooling.py",
-                  "tests/test_attention.py", "tests/test_nn.py"]
+                  "tests/test_attention.py", "tests/test_nn.py", "tests/test_rnn.py"]
 
 # CPU kernels that compute gradients: (module, function, how the gradient leaves it).
 # "returns": the float arrays it returns are gradients (views into a packed buffer, sometimes:
@@ -65,6 +65,8 @@ KERNEL_BACKWARDS = [
     ("nanogen.kernels.adain", "backward_cpu", "returns"),
     ("nanogen.kernels.normalization", "backward_cpu", "returns"),
     ("nanogen.kernels.attention", "backward_cpu", "returns several"),
+    ("nanogen.kernels.recurrent", "lstm_backward_cpu", "returns"),
+    ("nanogen.kernels.recurrent", "gru_backward_cpu", "returns several"),
     ("nanogen.kernels.conv", "conv_backward", "returns several"),
     ("nanogen.kernels.conv", "conv_transpose_backward", "returns several"),
     ("nanogen.kernels.conv", "conv_weight", "returns"),
@@ -82,6 +84,8 @@ CUDA_KERNEL_BACKWARDS = [
     ("nanogen.kernels.adain", "backward_cuda", "returns"),
     ("nanogen.kernels.normalization", "backward_cuda", "returns"),
     ("nanogen.kernels.attention", "backward_cuda", "returns several"),
+    ("nanogen.kernels.recurrent", "lstm_backward_cuda", "returns"),
+    ("nanogen.kernels.recurrent", "gru_backward_cuda", "returns several"),
     ("nanogen.kernels.pooling", "max_scatter_cuda", "returns"),
     ("nanogen.kernels.pooling", "window_avg_adjoint_cuda", "returns"),
     ("nanogen.kernels.resample", "nearest_adjoint_cuda", "returns"),

@@ -2596,6 +2596,49 @@ def test_scaled_dot_product_attention(case):
               atol=1e-13)
 
 
+# ================================================================ recurrent cells
+def logistic(a):
+    """σ(a) through the identity σ(a) = (1 + tanh(a / 2)) / 2 (not the 1 / (1 + e⁻ᵃ) the
+    kernels compute)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+@covers("lstm_cell_gates")
+@given(n=st.integers(1, 3), h=SIDE, rest=st.lists(SIDE, max_size=2), data=st.data())
+def test_lstm_cell_gates(n, h, rest, data):
+    """Gates (N, 4H, *rest) chunked i, f, g, o along axis 1: c' = σ(a_f) c + σ(a_i) tanh(a_g),
+    h' = σ(a_o) tanh(c'); float32 stays float32 (within its SIMD σ and tanh)."""
+    gates = data.draw(floats((n, 4 * h, *rest), -4, 4), label="gates")
+    c = data.draw(floats((n, h, *rest)), label="c")
+    a_i, a_f, a_g, a_o = np.split(gates, 4, axis=1)
+    c_new = logistic(a_f) * c + logistic(a_i) * np.tanh(a_g)
+    h_new = logistic(a_o) * np.tanh(c_new)
+    for make in (T, R):
+        got_h, got_c = F.lstm_cell_gates(make(gates), make(c))
+        check(got_h, h_new)
+        check(got_c, c_new)
+    got_h, got_c = F.lstm_cell_gates(T(gates, np.float32), T(c, np.float32))
+    check(got_h, h_new, rtol=1e-5, atol=1e-6, dtype=np.float32)
+    check(got_c, c_new, rtol=1e-5, atol=1e-6, dtype=np.float32)
+
+
+@covers("gru_cell_gates")
+@given(n=st.integers(1, 3), h=SIDE, rest=st.lists(SIDE, max_size=2), data=st.data())
+def test_gru_cell_gates(n, h, rest, data):
+    """gi, gh (N, 3H, *rest) chunked r, z, n: r = σ(gi_r + gh_r), z = σ(gi_z + gh_z),
+    n = tanh(gi_n + r gh_n), h' = (1 - z) n + z h."""
+    gi = data.draw(floats((n, 3 * h, *rest), -4, 4), label="gi")
+    gh = data.draw(floats((n, 3 * h, *rest), -4, 4), label="gh")
+    hx = data.draw(floats((n, h, *rest)), label="h")
+    (ir, iz, in_), (hr, hz, hn) = np.split(gi, 3, axis=1), np.split(gh, 3, axis=1)
+    r, z = logistic(ir + hr), logistic(iz + hz)
+    expected = (1 - z) * np.tanh(in_ + r * hn) + z * hx
+    check(F.gru_cell_gates(T(gi), T(gh), T(hx)), expected)
+    check(F.gru_cell_gates(R(gi), R(gh), R(hx)), expected)
+    check(F.gru_cell_gates(T(gi, np.float32), T(gh, np.float32), T(hx, np.float32)), expected,
+          rtol=1e-5, atol=1e-6, dtype=np.float32)
+
+
 # ================================================================ completeness
 def test_every_public_op_has_a_forward_reference():
     """Every name of ``F.__all__`` is registered by a test above (``@covers``)."""

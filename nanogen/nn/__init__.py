@@ -17,10 +17,11 @@ from .module import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .parameter import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
 from . import (activation, attention, container, conv, dropout, embedding, linear, loss, module,
-               normalization, parameter, pooling)
+               normalization, parameter, pooling, rnn)
 
 __all__ = (["functional", "init", "utils"] + parameter.__all__ + module.__all__
            + container.__all__ + linear.__all__ + embedding.__all__ + dropout.__all__
            + activation.__all__ + loss.__all__ + conv.__all__ + pooling.__all__
-           + normalization.__all__ + attention.__all__)
+           + normalization.__all__ + attention.__all__ + rnn.__all__)

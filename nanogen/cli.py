@@ -439,8 +439,9 @@ def training_command(config: dict) -> str | None:
             argv += ["--" + key.replace("_", "-"), repr(value) if isinstance(value, float)
                      else str(value)]
     kwargs = config.get("model_kwargs", {})
+    model_defaults = json.loads(json.dumps(base.kwargs))    # as config.json holds them
     for key, value in kwargs.items() if isinstance(kwargs, dict) else ():
-        if key not in base.kwargs or base.kwargs[key] != value:
+        if key not in model_defaults or model_defaults[key] != value:
             text = json.dumps(value, separators=(",", ":"))
             if isinstance(value, str) and _parse_model_args([f"{key}={value}"])[key] == value:
                 text = value                    # --arg loss=minimax, not --arg 'loss="minimax"'
@@ -450,6 +451,7 @@ def training_command(config: dict) -> str | None:
             again = _fresh_config(make_parser().parse_args(argv), base)
     except (SystemExit, UsageError):
         return None
+    again = json.loads(json.dumps(again))                   # the config.json it would write
     if {**again, "nanogen_version": None} != {**config, "nanogen_version": None}:
         return None
     return "nanogen " + shlex.join(argv)

@@ -436,3 +436,28 @@ def test_cuda_without_a_gpu_is_one_line_for_pretrained_models(runs, shipped_vae,
                           "--device cuda", "no GPU")
     assert_one_line_error(*run_cli("export", runs["vae"], "--name", "x", "--device",
                                    "cuda")[::2], "--device cuda", "no GPU")
+
+
+@pytest.mark.parametrize("argv, command", [
+    ("vae", "vae --steps 3000"),
+    ("gan --dataset ring8 --arg k=1 --seed 2", "gan --dataset ring8 --steps 4000 --seed 2 --arg k=1"),
+    ("pixelcnn --steps 3000 --lr 2e-3 --lr-schedule cosine --arg kernel_size=5",
+     "pixelcnn --steps 3000 --lr 0.002 --lr-schedule cosine --arg kernel_size=5"),
+    ("ddpm --steps 4000 --arg channels=16 --arg num_res_blocks=1 --ema-decay 0.99",
+     "ddpm --steps 4000 --ema-decay 0.99 --arg channels=16 --arg num_res_blocks=1"),
+    ("vae --arg channels=[8,16]", "vae --steps 3000 --arg 'channels=[8,16]'"),
+    ("gan --arg loss=minimax --lr 1e-3", "gan --steps 4000 --lr 0.001 --arg loss=minimax"),
+])
+def test_the_training_command_is_rebuilt_from_the_config_nanogen_train_writes(argv, command):
+    from nanogen.data import dataset_info
+    args = cli.make_parser().parse_args(["train"] + shlex.split(argv))
+    spec = ng.models.get_model_spec(args.model)
+    spec = spec.for_data(dataset_info(args.dataset or spec.dataset).kind)   # as cmd_train does
+    config = json.loads(json.dumps(cli._fresh_config(args, spec)))        # as config.json holds it
+    assert cli.training_command(config) == "nanogen train " + command
+    no_average = cli.training_command({**config, "ema_decay": None})
+    if spec.ema_decay is None:
+        assert no_average == cli.training_command(config)
+    else:
+        assert no_average is None           # no flag turns off DDPM's default average
+    assert cli.training_command({"model": config["model"], "dataset": config["dataset"]}) is None

@@ -374,8 +374,27 @@ def norm(input, p=2, dim=None, keepdim=False):
     return sum(abs_(input) ** p, dim, keepdim) ** (1.0 / p)
 
 
+def _running_sum(x, axis):
+    """NumPy's cumsum along a leading axis, as one vectorised add per slice.
+
+    ``np.cumsum`` along any axis but the last walks that axis in its inner loop, with a stride:
+    on a (784, 64, 500) float32 array along axis 0 it takes ~190 ms where adding slice i - 1
+    into slice i, 783 contiguous adds, takes ~20 ms.  Same additions in the same order, so the
+    result is bit-identical."""
+    out = np.array(np.moveaxis(x, axis, 0), order="C")          # a copy, slices contiguous
+    for i in range(1, len(out)):
+        np.add(out[i], out[i - 1], out=out[i])
+    return np.moveaxis(out, 0, axis)
+
+
 class CumSum(Function):
+    r""":math:`y_i = \sum_{j \le i} x_j` along ``axis``; the gradient is the cumulative sum
+    of ``gy`` from the other end, :math:`g_j = \sum_{i \ge j} gy_i`."""
+
     def forward(self, x):
+        if (self.xp is np and x.dtype.kind == "f" and x.ndim > 1 and self.axis != x.ndim - 1
+                and x.size >= 64 * x.shape[self.axis]):
+            return _running_sum(x, self.axis)
         return self.xp.cumsum(x, axis=self.axis).reshape(x.shape)   # a 0-d x stays 0-d
 
     def backward(self, gy):

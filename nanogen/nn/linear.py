@@ -1,16 +1,17 @@
-"""Affine layers and shape adapters: ``Identity``, ``Linear``, ``Bilinear``, ``Flatten``,
-``Unflatten``."""
+"""Affine layers and shape adapters: ``Identity``, ``Linear``, ``MaskedLinear``, ``Bilinear``,
+``Flatten``, ``Unflatten``."""
 from __future__ import annotations
 
 import math
 
 from .. import functional as F
-from ..creation import empty
+from ..autograd import no_grad
+from ..creation import as_tensor, empty, ones_like
 from . import init
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Identity", "Linear", "Bilinear", "Flatten", "Unflatten"]
+__all__ = ["Identity", "Linear", "MaskedLinear", "Bilinear", "Flatten", "Unflatten"]
 
 
 def _uniform_bias_(bias, fan_in):
@@ -59,6 +60,44 @@ class Linear(Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+class MaskedLinear(Linear):
+    """y = x (W ⊙ M)ᵀ + b: a linear layer whose connections are switched off where the mask M
+    (out_features, in_features) is 0 -- the autoregressive MLPs' layer (FVBN, MADE).
+
+    The mask is a buffer (saved in the state dict, so a model whose masks change during training
+    resumes with the masks it had); :meth:`set_mask` replaces it.  Masked weights get a zero
+    gradient, since they enter the output only through W ⊙ M.  ``zero_init=True`` starts every
+    weight and bias at 0 (a logistic regression's usual start); the default init is
+    :class:`Linear`'s.
+    """
+
+    def __init__(self, in_features: int, out_features: int, mask=None, bias: bool = True,
+                 zero_init: bool = False, device=None, dtype=None):
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        if zero_init:
+            init.zeros_(self.weight)
+            if self.bias is not None:
+                init.zeros_(self.bias)
+        self.register_buffer("mask", ones_like(self.weight.detach()))
+        if mask is not None:
+            self.set_mask(mask)
+
+    def set_mask(self, mask):
+        """Use ``mask`` (array-like of 0s and 1s, shape (out_features, in_features)) from now on."""
+        mask = as_tensor(mask, dtype=self.weight.dtype, device=self.weight.device)
+        if tuple(mask.shape) != tuple(self.weight.shape):
+            raise ValueError(f"MaskedLinear: the mask must have the weight's shape "
+                             f"{tuple(self.weight.shape)}, got {tuple(mask.shape)}")
+        with no_grad():
+            self.mask.copy_(mask)
+
+    def forward(self, input):
+        if input.shape[-1:] != (self.in_features,):
+            raise ValueError(f"MaskedLinear: expected input of shape (*, {self.in_features}), "
+                             f"got {tuple(input.shape)}")
+        return F.linear(input, self.weight * self.mask, self.bias)
 
 
 class Bilinear(Module):

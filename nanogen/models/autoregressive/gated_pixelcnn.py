@@ -47,8 +47,7 @@ from __future__ import annotations
 from ... import nn
 from ...nn import functional as F
 from ..registry import ModelSpec, register
-from .pixelcnn import logit_head
-from .raster import RasterAutoregressiveModel
+from .raster import RasterAutoregressiveModel, logit_head
 
 __all__ = ["GatedPixelCNN", "GatedLayer", "gate", "down_shift"]
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from ... import nn
 from ..registry import ModelSpec, register
-from .raster import RasterAutoregressiveModel
+from .raster import RasterAutoregressiveModel, logit_head
 
 __all__ = ["PixelCNN", "MaskedResidualBlock", "logit_head"]
 
@@ -56,12 +56,6 @@ class MaskedResidualBlock(nn.Module):
 
     def forward(self, u):
         return u + self.body(u)
-
-
-def logit_head(in_channels: int, hidden: int, out_channels: int):
-    """ReLU, 1x1, ReLU, 1x1: per-pixel features to per-pixel Bernoulli logits."""
-    return nn.Sequential(nn.ReLU(), nn.Conv2d(in_channels, hidden, 1),
-                         nn.ReLU(), nn.Conv2d(hidden, out_channels, 1))
 
 
 class PixelCNN(RasterAutoregressiveModel):

@@ -26,13 +26,14 @@ from __future__ import annotations
 import numbers
 
 from ... import functional as ops
+from ... import nn
 from ...autograd import no_grad
 from ...creation import arange, as_tensor, bernoulli, zeros
 from ...utils.checks import positive_int
 from ..base import GenerativeModel, nats_to_bits_per_dim
 from ..likelihood import bernoulli_log_prob
 
-__all__ = ["RasterAutoregressiveModel"]
+__all__ = ["RasterAutoregressiveModel", "logit_head"]
 
 
 class RasterAutoregressiveModel(GenerativeModel):
@@ -54,6 +55,15 @@ class RasterAutoregressiveModel(GenerativeModel):
         if x.ndim != 4 or tuple(x.shape[1:]) != (C, H, W):
             raise ValueError(f"{type(self).__name__}.{op}: expected images of shape "
                              f"(N, {C}, {H}, {W}), got {tuple(x.shape)}")
+
+    def _check_binary(self, x, op):
+        """Bernoulli pixels must be 0 or 1: a [0, 1] image has no likelihood under the model."""
+        values = x.detach().numpy()
+        if not ((values == 0) | (values == 1)).all():
+            bad = values[(values != 0) & (values != 1)]
+            raise ValueError(f"{type(self).__name__}.{op}: pixels must be 0 or 1 (Bernoulli "
+                             f"model; binarize the images of shape {tuple(x.shape)} first), "
+                             f"got values such as {float(bad.flat[0])!r}")
 
     def _check_labels(self, y, n, op):
         """The class labels a conditional model needs (None for an unconditional one)."""
@@ -83,6 +93,8 @@ class RasterAutoregressiveModel(GenerativeModel):
 
     def log_prob(self, x, y=None):
         r""":math:`\log p(x) = \sum_i \log p(x_i \mid x_{<i})` in nats, one value per image."""
+        self._check_images(x, "log_prob")
+        self._check_binary(x, "log_prob")
         return bernoulli_log_prob(self.logits(x, y), x)
 
     def loss(self, x, y=None):
@@ -136,23 +148,31 @@ class RasterAutoregressiveModel(GenerativeModel):
         return self._draw_rows(kept, int(rows), y, "complete")
 
     def _draw_rows(self, x, first_row, y, op):
-        """Fill rows ``first_row``, ..., H - 1 of ``x`` in raster order (in place).
-
-        Pixel (r, c) is drawn from :math:`\\sigma(\\ell_{r,c})`, the logit computed on the
-        rows 0..r alone (no layer looks down, so this equals the full image's logit)."""
+        """Fill rows ``first_row``, ..., H - 1 of ``x`` (in place), one pixel at a time in the
+        order :meth:`drawing_order` gives, pixel (r, c) from :math:`\\sigma(\\ell_{r,c})`."""
         y = self._check_labels(y, len(x), op)
-        _, H, W = self.image_shape
         was_training = self.training
         self.eval()
         try:
             with no_grad():
-                for r in range(first_row, H):
-                    for c in range(W):
-                        logits = self(x[:, :, :r + 1, :], y)[:, :, r, c]
-                        x[:, :, r, c] = bernoulli(logits.sigmoid())
+                for r, c in self.drawing_order(first_row):
+                    x[:, :, r, c] = bernoulli(self.pixel_logits(x, r, c, y).sigmoid())
         finally:
             self.train(was_training)
         return x
+
+    def drawing_order(self, first_row: int = 0):
+        """The pixels (r, c) of rows ``first_row``.. in the order they are drawn: raster order
+        (a model with another order overrides this, and refuses completions it cannot do)."""
+        _, H, W = self.image_shape
+        return [(r, c) for r in range(first_row, H) for c in range(W)]
+
+    def pixel_logits(self, x, r, c, y=None):
+        """The logits (N, C) of pixel (r, c) given the pixels drawn before it in ``x``.
+
+        Computed on rows 0..r alone: no layer looks down, so this equals the full image's
+        logit.  A model that reads the whole image at once (the MLP models) overrides it."""
+        return self(x[:, :, :r + 1, :], y)[:, :, r, c]
 
     def figures(self, x, y=None, num_images: int = 8, num_completions: int = 4) -> dict:
         """``{"completions": (grid, nrow)}``: for each of the first ``num_images`` test images,
@@ -173,3 +193,10 @@ class RasterAutoregressiveModel(GenerativeModel):
         grid = ops.stack(columns, 1).reshape(-1, *self.image_shape)  # row per image
         return {"completions": (grid, len(columns))}
 
+
+
+def logit_head(in_channels: int, hidden: int, out_channels: int):
+    """ReLU, 1x1, ReLU, 1x1: per-pixel features to per-pixel Bernoulli logits (the output
+    layers of the PixelCNN and PixelRNN papers; a 1x1 convolution is causal as it is)."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(in_channels, hidden, 1),
+                         nn.ReLU(), nn.Conv2d(hidden, out_channels, 1))

@@ -276,11 +276,11 @@ def test_an_order_agnostic_made_samples_in_its_order_and_refuses_completions():
 
 # --------------------------------------------------------------------------------- pieces
 def test_skew_moves_row_r_right_by_r_and_unskew_inverts_it():
-    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    x = np.arange(2 * 4 * 5 * 3, dtype=np.float64).reshape(2, 4, 5, 3)      # (N, H, W, C)
     s = pixelrnn.skew(ng.tensor(x)).numpy()
-    expected = np.zeros((2, 3, 4, 8))
+    expected = np.zeros((2, 4, 8, 3))
     for r in range(4):
-        expected[:, :, r, r:r + 5] = x[:, :, r]
+        expected[:, r, r:r + 5] = x[:, r]
     np.testing.assert_array_equal(s, expected)
     np.testing.assert_array_equal(pixelrnn.unskew(ng.tensor(s), 5).numpy(), x)
 

@@ -3,12 +3,14 @@ and Diagonal BiLSTM, forward and backward through time side by side.
 
 ``conv_lstm_scan(gates, weight, bias, padding)`` takes the input-to-state gates of every step,
 already computed (one convolution over the whole map: they do not depend on the state), and
-runs the recurrence along axis 2, each step a line of L positions::
+runs the recurrence along the first axis, each step a line of L positions.  The layout is
+time-major and channels-last, as ``nn.LSTM``'s (T, N, features) is: a step's gates are then
+one contiguous (N L, 4h) matrix, and neither direction of the loop copies a strided array::
 
-    gates  (N, 4h, T, L)     K^is * x for every step t, gate order i, f, g, o (PyTorch's)
+    gates  (T, N, L, 4h)     K^is * x for every step t, gate order i, f, g, o (PyTorch's)
     weight (4h, h, K)        K^ss: a 1-D convolution of the previous state along the line,
     bias   (4h,) or None     zero-padded by padding = (left, right), left + right = K - 1
-    ->     (N, h, T, L)      the hidden states h_t
+    ->     (T, N, L, h)      the hidden states h_t
 
 .. math::
     z_t = \mathrm{gates}_t + K^{ss} \circledast h_{t-1}, \qquad
@@ -67,12 +69,12 @@ class ConvLSTMScan(Function):
         from ..kernels.blas import matmul_of
         from ..kernels.recurrent import lstm_forward
         xp, matmul = self.xp, matmul_of(self.xp)
-        N, G4, T, L = gates.shape
+        T, N, L, G4 = gates.shape
         h = G4 // 4
         K = weight.shape[2]
         left = self.padding[0]
         W = weight.transpose(2, 1, 0).reshape(K * h, G4)                   # (K h, 4h)
-        z_in = xp.ascontiguousarray(gates.transpose(2, 0, 3, 1)).reshape(T, N * L, G4)
+        z_in = xp.ascontiguousarray(gates).reshape(T, N * L, G4)
         padded = xp.zeros((N, L + K - 1, h), gates.dtype)                 # h_{t-1}, padded
         out = xp.empty((T, N * L, h), gates.dtype)
         cells = xp.empty((T + 1, N * L, h), gates.dtype)                  # c_{t-1}, c_0 = 0
@@ -90,7 +92,7 @@ class ConvLSTMScan(Function):
             padded[:, left:left + L] = out[t].reshape(N, L, h)
         if self.requires_grad:
             self.acts, self.cells, self.unfolded = acts, cells, unfolded_all
-        return out.reshape(T, N, L, h).transpose(1, 3, 0, 2)              # (N, h, T, L)
+        return out.reshape(T, N, L, h)
 
     def backward(self, gy):
         if is_grad_enabled():            # create_graph: differentiate the reference instead
@@ -105,12 +107,12 @@ class ConvLSTMScan(Function):
         from ..tensor import Tensor
         xp, matmul = self.xp, matmul_of(self.xp)
         gates, weight = self.inputs[0], self.inputs[1]
-        N, G4, T, L = gates.shape
+        T, N, L, G4 = gates.shape
         h = G4 // 4
         K = weight.shape[2]
         left = self.padding[0]
         W = weight.data.transpose(2, 1, 0).reshape(K * h, G4)
-        d_out = xp.ascontiguousarray(gy.data.transpose(2, 0, 3, 1)).reshape(T, N * L, h)
+        d_out = xp.ascontiguousarray(gy.data).reshape(T, N * L, h)
         dz_all = xp.empty((T, N * L, 4, h), gates.dtype)
         dh = xp.empty((N * L, h), gates.dtype)
         dc = xp.zeros((N * L, h), gates.dtype)                            # from step t + 1
@@ -128,7 +130,7 @@ class ConvLSTMScan(Function):
         dz_all = dz_all.reshape(T * N * L, G4)
         # dK^ss = sum_t unfold(h_{t-1})^T dz_t: one product over all steps at once
         dW = matmul(self.unfolded.reshape(T * N * L, K * h).T, dz_all)
-        grads = [Tensor._make(dz_all.reshape(T, N, L, G4).transpose(1, 3, 0, 2), gates.device),
+        grads = [Tensor._make(dz_all.reshape(T, N, L, G4), gates.device),
                  Tensor._make(dW.reshape(K, h, G4).transpose(2, 1, 0), gates.device)]
         if len(self.inputs) > 2:
             grads.append(Tensor._make(dz_all.sum(axis=0), gates.device))
@@ -136,13 +138,13 @@ class ConvLSTMScan(Function):
 
 
 def conv_lstm_scan(gates, weight, bias=None, padding=(0, 0)):
-    """The hidden states (N, h, T, L) of a convolutional LSTM run along axis 2 of ``gates``
-    (N, 4h, T, L), the state-to-state convolution ``weight`` (4h, h, K) with ``bias`` (4h,)
-    and zero ``padding`` (left, right); see the module docstring."""
-    if gates.ndim != 4 or gates.shape[1] % 4:
-        raise ValueError(f"conv_lstm_scan: gates must have shape (N, 4h, T, L), got "
+    """The hidden states (T, N, L, h) of a convolutional LSTM run along the first axis of
+    ``gates`` (T, N, L, 4h), the state-to-state convolution ``weight`` (4h, h, K) along L with
+    ``bias`` (4h,) and zero ``padding`` (left, right); see the module docstring."""
+    if gates.ndim != 4 or gates.shape[3] % 4:
+        raise ValueError(f"conv_lstm_scan: gates must have shape (T, N, L, 4h), got "
                          f"{tuple(gates.shape)}")
-    h = gates.shape[1] // 4
+    h = gates.shape[3] // 4
     if weight.ndim != 3 or tuple(weight.shape[:2]) != (4 * h, h):
         raise ValueError(f"conv_lstm_scan: weight must have shape (4h, h, K) = ({4 * h}, {h}, K) "
                          f"for gates of shape {tuple(gates.shape)}, got {tuple(weight.shape)}")
@@ -162,14 +164,14 @@ def conv_lstm_scan_reference(gates, weight, bias=None, padding=(0, 0)):
     from .elementwise import sigmoid, tanh
     from .resample import pad
     from .shape import chunk, stack
-    N, G4, T, L = gates.shape
-    state = zeros(N, G4 // 4, L, device=gates.device, dtype=gates.dtype)
+    T, N, L, G4 = gates.shape
+    state = zeros(N, G4 // 4, L, device=gates.device, dtype=gates.dtype)     # (N, h, L)
     cell = state
     states = []
     for t in range(T):
-        z = gates[:, :, t] + conv1d(pad(state, tuple(padding)), weight, bias)
+        z = gates[t].permute(0, 2, 1) + conv1d(pad(state, tuple(padding)), weight, bias)
         i, f, g, o = chunk(z, 4, 1)
         cell = sigmoid(f) * cell + sigmoid(i) * tanh(g)
         state = sigmoid(o) * tanh(cell)
-        states.append(state)
-    return stack(states, 2)
+        states.append(state.permute(0, 2, 1))
+    return stack(states, 0)

@@ -208,6 +208,8 @@ register(ModelSpec(
     name="made",
     summary="MADE: masked MLP (connectivity numbers), direct connections, mask ensembles",
     build=MADE,
-    steps=3000, batch_size=64, lr=1e-3, sample_every=1000, num_samples=36,
-    kwargs=dict(hidden_sizes=[200, 200], direct=True, num_masks=1),
+    # ~0.02 s per step at batch 64.  3,000 steps, cosine decay: lr 1e-3 ends at 114.3 nats,
+    # 5e-3 at 99.4, 1e-2 at 100.2 (one mask); an 8-mask ensemble at 1e-2 reaches 101.9
+    steps=3000, batch_size=64, lr=5e-3, lr_schedule="cosine", sample_every=1000,
+    num_samples=36, kwargs=dict(hidden_sizes=[200, 200], direct=True, num_masks=1),
 ))

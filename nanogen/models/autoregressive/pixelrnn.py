@@ -63,21 +63,22 @@ __all__ = ["PixelRNN", "RowLSTM", "DiagonalLSTM", "DiagonalBiLSTM", "skew", "uns
 
 
 def skew(x):
-    """(N, C, H, W) -> (N, C, H, W + H - 1): row r shifted right by r, zeros elsewhere.
+    """(N, H, W, C) -> (N, H, W + H - 1, C): row r shifted right by r, zeros elsewhere
+    (channels last, so that the skewed map's columns are ready to be the LSTM's steps).
 
     Pad each row with H zeros and read the flat array back in rows one shorter: row r then
     starts r places later."""
-    N, C, H, W = x.shape
+    N, H, W, C = x.shape
     S = W + H - 1
-    flat = F.pad(x, (0, H)).reshape(N, C, H * (W + H))
-    return flat[:, :, :H * S].reshape(N, C, H, S)
+    flat = F.pad(x, (0, 0, 0, H)).reshape(N, H * (W + H), C)
+    return flat[:, :H * S].reshape(N, H, S, C)
 
 
 def unskew(y, width: int):
-    """The inverse of :func:`skew`: (N, C, H, width + H - 1) -> (N, C, H, width)."""
-    N, C, H, S = y.shape
-    flat = F.pad(F.pad(y, (0, 1)).reshape(N, C, H * (S + 1)), (0, H))   # rows one longer
-    return flat.reshape(N, C, H, S + 2)[:, :, :, :width]
+    """The inverse of :func:`skew`: (N, H, width + H - 1, C) -> (N, H, width, C)."""
+    N, H, S, C = y.shape
+    flat = F.pad(F.pad(y, (0, 0, 0, 1)).reshape(N, H * (S + 1), C), (0, 0, 0, H))  # rows + 1
+    return flat.reshape(N, H, S + 2, C)[:, :, :width]
 
 
 class RowLSTM(nn.Module):
@@ -91,35 +92,36 @@ class RowLSTM(nn.Module):
         if kernel_size < 3 or kernel_size % 2 == 0:
             raise ValueError(f"RowLSTM: kernel_size must be odd and at least 3, got "
                              f"{kernel_size}")
-        self.hidden, self.reach = hidden, kernel_size // 2
+        self.reach = kernel_size // 2
         self.input_to_state = nn.Conv2d(channels, 4 * hidden, (1, self.reach + 1))
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel_size, padding=self.reach)
 
     def forward(self, x):
         gates = self.input_to_state(F.pad(x, (self.reach, 0)))       # centre and left: mask B
-        return F.conv_lstm_scan(gates, self.state_to_state.weight, self.state_to_state.bias,
-                                padding=(self.reach, self.reach))
+        states = F.conv_lstm_scan(gates.permute(2, 0, 3, 1),         # (H, N, W, 4h): by row
+                                  self.state_to_state.weight, self.state_to_state.bias,
+                                  padding=(self.reach, self.reach))
+        return states.permute(1, 3, 0, 2)                             # (N, h, H, W)
 
 
 class DiagonalLSTM(nn.Module):
     r"""One direction of a Diagonal BiLSTM layer, left to right along the skewed map.
 
-    :math:`K^{is}`: a :math:`1 \times 1` convolution; :math:`K^{ss}`: a :math:`2 \times 1`
-    convolution over the previous column's state, rows :math:`r - 1` and :math:`r` (one zero
-    row of padding on top)."""
+    :math:`K^{is}`: a :math:`1 \times 1` convolution (a linear map of each pixel's
+    channels); :math:`K^{ss}`: a :math:`2 \times 1` convolution over the previous column's
+    state, rows :math:`r - 1` and :math:`r` (one zero row of padding on top)."""
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
-        self.hidden = hidden
-        self.input_to_state = nn.Conv2d(channels, 4 * hidden, 1)
+        self.input_to_state = nn.Linear(channels, 4 * hidden)
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, 2)
 
     def forward(self, x):
         W = x.shape[3]
-        gates = self.input_to_state(skew(x)).permute(0, 1, 3, 2)    # (N, 4h, S, H): by column
-        states = F.conv_lstm_scan(gates, self.state_to_state.weight, self.state_to_state.bias,
-                                  padding=(1, 0))                     # rows r - 1 and r
-        return unskew(states.permute(0, 1, 3, 2), W)                  # (N, h, H, W)
+        columns = skew(x.permute(0, 2, 3, 1)).permute(2, 0, 1, 3)   # (S, N, H, 2h): by column
+        states = F.conv_lstm_scan(self.input_to_state(columns), self.state_to_state.weight,
+                                  self.state_to_state.bias, padding=(1, 0))  # rows r - 1, r
+        return unskew(states.permute(1, 2, 0, 3), W).permute(0, 3, 1, 2)    # (N, h, H, W)
 
 
 class DiagonalBiLSTM(nn.Module):

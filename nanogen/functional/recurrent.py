@@ -41,22 +41,28 @@ The layers' time loop
 ``recurrence`` runs one layer in one direction over a whole sequence, given the input
 projection of every step, ``xproj = x W_ihᵀ + b`` (T, N, G), computed by the caller as one
 matmul.  Its forward (:class:`Recurrence`) is a Python loop over the steps on arrays: one
-matmul ``h W_hhᵀ`` and one fused gate kernel a step, written straight into the output buffer,
+product ``h W_hhᵀ`` and one fused gate kernel a step, written straight into the output buffer,
 the activations of every step saved.  Its backward runs the loop backwards with the fused
-backward kernels and one matmul ``∂a W_hh`` a step, and forms the weight gradient
+backward kernels and one product ``∂a W_hh`` a step, and forms the weight gradient
 Σ_t ∂a_tᵀ h_{t-1} as one matmul over all steps at the end -- backpropagation through time with
-no per-step graph.  Under ``create_graph`` it rebuilds the layer from the differentiable cell
-ops above and differentiates that (the second-order path is composite).
+no per-step graph.  The per-step products are single-threaded BLAS calls (:func:`_gemm`); the
+big products around the loop use every core.  Under ``create_graph`` it rebuilds the layer
+from the differentiable cell ops above and differentiates that (the second-order path is
+composite).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
+import numpy as np
+
 from ..autograd import Function, grad, is_grad_enabled
+from ..kernels import blas
 from ..tensor import Tensor
 from .activation import relu
 from .elementwise import sigmoid, tanh
-from .linalg import linear
+from .linalg import _matmul, linear
 from .shape import cat, stack
 
 __all__ = ["lstm_cell_gates", "gru_cell_gates"]
@@ -225,35 +231,35 @@ class Recurrence(Function):
         T, N, G = xproj.shape
         H = w_hh.shape[1]
         lstm, gru = mode == "lstm", mode == "gru"
-        xproj = xp.ascontiguousarray(xproj)
-        w_t = xp.ascontiguousarray(w_hh.T)                  # (H, G): a row-major GEMM operand
-        out = xp.empty((T + lstm, N, H), dtype=xproj.dtype)
-        acts = xp.empty((T, N, G), dtype=xproj.dtype) if lstm or gru else None
-        cs = xp.empty((T, N, H), dtype=xproj.dtype) if lstm else None     # c' of every step
-        ghs = xp.empty((T, N, G), dtype=xproj.dtype) if gru else None      # W_hh h + b_hh
-        pre = xp.empty((N, G), dtype=xproj.dtype)
+        dtype = xproj.dtype
+        xproj, w = xp.ascontiguousarray(xproj), xp.ascontiguousarray(w_hh)
+        out = xp.empty((T + lstm, N, H), dtype=dtype)
+        acts = xp.empty((T, N, G), dtype=dtype) if lstm or gru else None
+        cs = xp.empty((T, N, H), dtype=dtype) if lstm else None       # c' of every step
+        ghs = xp.empty((T, N, G), dtype=dtype) if gru else None        # W_hh h + b_hh
+        pre = xp.empty((N, G), dtype=dtype)
         h, c = xp.ascontiguousarray(h0), xp.ascontiguousarray(rest[0]) if lstm else None
-        for t in self.steps(T):
-            if gru:
-                xp.matmul(h, w_t, out=ghs[t])
-                if self.has_bias:
-                    ghs[t] += rest[0]
-                K.gru_forward(xproj[t].reshape(N, 3, H), ghs[t].reshape(N, 3, H), h,
-                              self.device, h_new=out[t], acts=acts[t].reshape(N, 3, H))
-            elif lstm:
-                xp.matmul(h, w_t, out=pre)
-                pre += xproj[t]
-                K.lstm_forward(pre.reshape(N, 4, H), c, self.device, h=out[t], c_new=cs[t],
-                               acts=acts[t].reshape(N, 4, H))
-                c = cs[t]
-            else:
-                xp.matmul(h, w_t, out=out[t])
-                out[t] += xproj[t]
-                if mode == "rnn_tanh":
-                    xp.tanh(out[t], out=out[t])
+        with _step_blas(xp, dtype):
+            for t in self.steps(T):
+                if gru:
+                    ghs[t] = rest[0] if self.has_bias else 0
+                    _gemm(xp, h, w, ghs[t])                         # + h W_hhᵀ
+                    K.gru_forward(xproj[t].reshape(N, 3, H), ghs[t].reshape(N, 3, H), h,
+                                  self.device, h_new=out[t], acts=acts[t].reshape(N, 3, H))
+                elif lstm:
+                    pre[...] = xproj[t]
+                    _gemm(xp, h, w, pre)
+                    K.lstm_forward(pre.reshape(N, 4, H), c, self.device, h=out[t],
+                                   c_new=cs[t], acts=acts[t].reshape(N, 4, H))
+                    c = cs[t]
                 else:
-                    xp.maximum(out[t], 0, out=out[t])
-            h = out[t]
+                    out[t] = xproj[t]
+                    _gemm(xp, h, w, out[t])
+                    if mode == "rnn_tanh":
+                        xp.tanh(out[t], out=out[t])
+                    else:
+                        xp.maximum(out[t], 0, out=out[t])
+                h = out[t]
         if lstm:
             out[T] = c
         if self.requires_grad:
@@ -284,53 +290,72 @@ class Recurrence(Function):
         H = w_hh.shape[1]
         lstm, gru = mode == "lstm", mode == "gru"
         out = self._out
-        w = xp.ascontiguousarray(w_hh)
-        h0 = xp.ascontiguousarray(h0)
-        dgates = xp.empty((T, N, G), dtype=out.dtype)       # ∂ of the pre-activations (∂gi)
-        dgh = xp.empty((T, N, G), dtype=out.dtype) if gru else dgates   # ∂(W_hh h + b_hh)
-        dh = xp.zeros((N, H), dtype=out.dtype)              # what h_t passes back to h_{t-1}
-        g_h = xp.empty((N, H), dtype=out.dtype)
-        direct = xp.empty((N, H), dtype=out.dtype)
+        dtype = out.dtype
+        w, h0 = xp.ascontiguousarray(w_hh), xp.ascontiguousarray(h0)
+        dgates = xp.empty((T, N, G), dtype=dtype)           # ∂ of the pre-activations (∂gi)
+        dgh = xp.empty((T, N, G), dtype=dtype) if gru else dgates    # ∂(W_hh h + b_hh)
+        dh = xp.zeros((N, H), dtype=dtype)                  # what h_t passes back to h_{t-1}
+        g_h = xp.empty((N, H), dtype=dtype)
         if lstm:
             c0 = xp.ascontiguousarray(self.inputs[3].data)
-            dc, dc_next = xp.array(gp[T], order="C"), xp.empty((N, H), dtype=out.dtype)
+            dc, dc_next = xp.array(gp[T], order="C"), xp.empty((N, H), dtype=dtype)
         steps = list(self.steps(T))
-        for k in range(T - 1, -1, -1):
-            t = steps[k]
-            h_prev = out[steps[k - 1]] if k else h0
-            xp.add(gp[t], dh, out=g_h)                      # the loss's share + the recurrence's
-            if lstm:
-                c_prev = self.cs[steps[k - 1]] if k else c0
-                K.lstm_grad(self.acts[t].reshape(N, 4, H), c_prev, self.cs[t], g_h, dc,
-                            self.device, g_gates=dgates[t].reshape(N, 4, H), g_c=dc_next)
-                dc, dc_next = dc_next, dc
-                xp.matmul(dgates[t], w, out=dh)
-            elif gru:
-                K.gru_grad(self.acts[t].reshape(N, 3, H), self.ghs[t].reshape(N, 3, H), h_prev,
-                           g_h, self.device, g_gi=dgates[t].reshape(N, 3, H),
-                           g_gh=dgh[t].reshape(N, 3, H), g_h=direct)
-                xp.matmul(dgh[t], w, out=dh)
-                dh += direct
-            else:
-                if mode == "rnn_tanh":
-                    xp.multiply(g_h, 1 - out[t] * out[t], out=dgates[t])
+        with _step_blas(xp, dtype):
+            for k in range(T - 1, -1, -1):
+                t = steps[k]
+                xp.add(gp[t], dh, out=g_h)                  # the loss's share + the recurrence's
+                if lstm:
+                    c_prev = self.cs[steps[k - 1]] if k else c0
+                    K.lstm_grad(self.acts[t].reshape(N, 4, H), c_prev, self.cs[t], g_h, dc,
+                                self.device, g_gates=dgates[t].reshape(N, 4, H), g_c=dc_next)
+                    dc, dc_next = dc_next, dc
+                    _gemm(xp, dgates[t], w, dh, transpose=False, accumulate=False)
+                elif gru:
+                    h_prev = out[steps[k - 1]] if k else h0
+                    K.gru_grad(self.acts[t].reshape(N, 3, H), self.ghs[t].reshape(N, 3, H),
+                               h_prev, g_h, self.device, g_gi=dgates[t].reshape(N, 3, H),
+                               g_gh=dgh[t].reshape(N, 3, H), g_h=dh)       # dh = gy z, then
+                    _gemm(xp, dgh[t], w, dh, transpose=False)            # + ∂gh W_hh
                 else:
-                    xp.multiply(g_h, out[t] > 0, out=dgates[t])
-                xp.matmul(dgates[t], w, out=dh)
+                    if mode == "rnn_tanh":
+                        xp.multiply(g_h, 1 - out[t] * out[t], out=dgates[t])
+                    else:
+                        xp.multiply(g_h, out[t] > 0, out=dgates[t])
+                    _gemm(xp, dgates[t], w, dh, transpose=False, accumulate=False)
         need = self.needs_input_grad
         g_w = None
         if need[1]:     # Σ_t ∂a_tᵀ h_{t-1}: the steps after the first meet the outputs before them
             first, rest = (T - 1, slice(0, T - 1)) if self.reverse else (0, slice(1, T))
             prev = slice(1, T) if self.reverse else slice(0, T - 1)
-            g_w = xp.matmul(dgh[first].T, h0)
+            g_w = _matmul(xp, dgh[first].T, h0)
             if T > 1:
-                g_w += xp.matmul(dgh[rest].reshape(-1, G).T, out[prev].reshape(-1, H))
+                g_w += _matmul(xp, dgh[rest].reshape(-1, G).T, out[prev].reshape(-1, H))
         grads = [dgates, g_w, dh]
         if lstm:
             grads.append(dc)
         elif gru and self.has_bias:
             grads.append(dgh.sum(axis=(0, 1)))
         return [g if n else None for g, n in zip(grads, need)]
+
+
+def _step_blas(xp, dtype):
+    """The context of a time loop's per-step products: single-threaded BLAS on the CPU."""
+    return blas.serial_blas(dtype) if xp is np else contextlib.nullcontext()
+
+
+def _gemm(xp, a, b, c, transpose=True, accumulate=True):
+    """c = a bᵀ (``transpose``) or a b, plus c when ``accumulate``: a step's small product.
+
+    On the CPU a single-threaded BLAS call on the calling thread (``kernels.blas.mm``, inside
+    :func:`_step_blas`), accumulating in place.  A (32, 256) x (256, 1024) step product is too
+    small to share: OpenBLAS's two threads took as long as one on an idle machine and, with
+    the cores busy elsewhere, 1.7-45 ms instead of 0.4-0.8 (their spin-waits miss each other)."""
+    if xp is np:
+        blas.mm(a, False, b, transpose, c, 1.0 if accumulate else 0.0)
+    elif accumulate:
+        c += xp.matmul(a, b.T if transpose else b)
+    else:
+        xp.matmul(a, b.T if transpose else b, out=c)
 
 
 def recurrence_composite(mode, xproj, w_hh, h0, *rest, reverse=False, has_bias=False):

@@ -16,13 +16,11 @@ in one process.  The ratio column is nanogen's step time over PyTorch's (lower i
 """
 import argparse
 import math
-import subprocess
-import sys
 
 import numpy as np
 
 import nanogen as ng
-from common import report, time_step, try_torch
+from common import comparison_arguments, report, time_in_processes, time_in_this_process
 
 BATCH = 64
 
@@ -301,50 +299,20 @@ WORKLOADS = {
 }
 
 
-def _time_in_this_process(lib_name, key, repeats, threads):
-    """Best-of-3 median step time of one workload with one library, in this process."""
-    if lib_name == "torch":
-        lib = try_torch(threads)
-        if lib is None:
-            return None
-    else:
-        lib = ng
-    lib.manual_seed(0)
-    step = WORKLOADS[key][1](lib)
-    return min(time_step(step, warmup=2, repeats=repeats) for _ in range(3))
-
-
-def _time_in_subprocess(lib_name, key, repeats, threads):
-    out = subprocess.run([sys.executable, __file__, "--worker", lib_name, "--only", key,
-                          "--repeats", str(repeats), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return float(out[-1]) if out and out[-1] != "None" else None
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(WORKLOADS),
-                        help="comma-separated subset of: " + ", ".join(WORKLOADS))
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternating rounds of (nanogen process, PyTorch process)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
-    parser.add_argument("--worker", choices=["nanogen", "torch"], help=argparse.SUPPRESS)
+    parser = comparison_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]),
+                                  WORKLOADS, "alternating rounds of (nanogen process, PyTorch "
+                                  "process)")
     args = parser.parse_args()
     if args.worker:
-        print(_time_in_this_process(args.worker, args.only, args.repeats, args.threads))
+        print(time_in_this_process(args.worker, WORKLOADS[args.only][1], args.repeats,
+                                   args.threads))
         return
-    has_torch = try_torch() is not None
     rows = []
     for key in args.only.split(","):
         name = WORKLOADS[key][0]
-        ours, theirs = float("inf"), float("inf")
-        for _ in range(args.rounds):
-            ours = min(ours, _time_in_subprocess("nanogen", key, args.repeats, args.threads))
-            if has_torch:
-                theirs = min(theirs, _time_in_subprocess("torch", key, args.repeats,
-                                                         args.threads))
-        theirs = theirs if has_torch else None
+        ours, theirs = time_in_processes(__file__, args.rounds, args.repeats, args.threads,
+                                         "--only", key)
         rows.append((name, ours, theirs))
         print(f"  {name}: {ours * 1e3:.1f} ms" + (f" vs {theirs * 1e3:.1f} ms"
                                                     if theirs else ""), flush=True)

@@ -25,13 +25,11 @@ blocks (``common.time_pair``).  The ratio column is the first figure over the se
 is better).
 """
 import argparse
-import subprocess
-import sys
 
 import numpy as np
 
 import nanogen as ng
-from common import report, time_pair, time_step, try_torch
+from common import comparison_arguments, report, time_in_processes, time_in_this_process, time_pair
 
 VOCAB, EMBED, HIDDEN, LAYERS, BATCH, STEPS = 64, 64, 256, 2, 32, 128
 
@@ -65,36 +63,12 @@ def lstm_lm_step(lib, batch=BATCH, steps=STEPS):
     return step
 
 
-def _time_lm_here(lib_name, repeats, threads):
-    if lib_name == "torch":
-        lib = try_torch(threads)
-        if lib is None:
-            return None
-    else:
-        lib = ng
-    lib.manual_seed(0)
-    step = lstm_lm_step(lib)
-    return min(time_step(step, warmup=2, repeats=repeats) for _ in range(3))
-
-
-def _time_lm_in_subprocess(lib_name, repeats, threads):
-    out = subprocess.run([sys.executable, __file__, "--worker", lib_name, "--repeats",
-                          str(repeats), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return float(out[-1]) if out and out[-1] != "None" else None
-
-
 def bench_lm(args):
-    has_torch = try_torch() is not None
-    ours, theirs = float("inf"), float("inf")
-    for _ in range(args.rounds):
-        ours = min(ours, _time_lm_in_subprocess("nanogen", args.repeats, args.threads))
-        if has_torch:
-            theirs = min(theirs, _time_lm_in_subprocess("torch", args.repeats, args.threads))
+    ours, theirs = time_in_processes(__file__, args.rounds, args.repeats, args.threads)
     name = f"LSTM LM step (2x{HIDDEN}, T={STEPS}, N={BATCH})"
     print(f"  {name}: {ours * 1e3:.1f} ms" + (f" vs PyTorch {theirs * 1e3:.1f} ms"
-                                               if has_torch else ""), flush=True)
-    return [(name, ours, theirs if has_torch else None)]
+                                               if theirs else ""), flush=True)
+    return [(name, ours, theirs)]
 
 
 # ---------------------------------------------------------------- (b) fused vs composite cells
@@ -173,21 +147,16 @@ BENCHES = {"lm": bench_lm, "cells": bench_cells, "loop": bench_loop}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(BENCHES),
-                        help="comma-separated subset of: " + ", ".join(BENCHES))
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternating rounds (nanogen / PyTorch processes; fused / composite)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    parser = comparison_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]),
+                                  BENCHES, "alternating rounds (nanogen / PyTorch processes; "
+                                  "fused / composite)")
     parser.add_argument("--quick", action="store_true",
                         help="one round of two repeats (a rough figure in a fraction of the time)")
-    parser.add_argument("--worker", choices=["nanogen", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.repeats = 1, 2
     if args.worker:
-        print(_time_lm_here(args.worker, args.repeats, args.threads))
+        print(time_in_this_process(args.worker, lstm_lm_step, args.repeats, args.threads))
         return
     rows = []
     for key in args.only.split(","):

@@ -1,6 +1,9 @@
 """Timing helpers shared by the benchmarks: median step time after warm-up, and the PyTorch
 comparison (PyTorch is optional: install it with ``pip install torch==2.13.0``)."""
+import argparse
 import statistics
+import subprocess
+import sys
 import time
 
 
@@ -39,6 +42,52 @@ def try_torch(threads=None):
     if threads:
         torch.set_num_threads(threads)
     return torch
+
+
+def time_in_this_process(lib_name, make_step, repeats, threads):
+    """Best-of-3 median step time of ``make_step(lib)`` with one library ("nanogen" or
+    "torch"), seeded, in this process; None when PyTorch is asked for and not installed."""
+    if lib_name == "torch":
+        lib = try_torch(threads)
+        if lib is None:
+            return None
+    else:
+        import nanogen as lib
+    lib.manual_seed(0)
+    step = make_step(lib)
+    return min(time_step(step, warmup=2, repeats=repeats) for _ in range(3))
+
+
+def time_in_processes(script, rounds, repeats, threads, *worker_args):
+    """(nanogen seconds, PyTorch seconds or None): ``script --worker LIB --repeats R --threads T
+    *worker_args`` run in fresh processes, alternating (nanogen, PyTorch, nanogen, ...) for
+    ``rounds`` rounds, each library's figure the best of its rounds.  The worker prints its
+    figure (``time_in_this_process``) as the last word of its output.  Separate processes:
+    the two libraries' thread pools spin after their work and would slow each other down."""
+    def run(lib_name):
+        out = subprocess.run([sys.executable, script, "--worker", lib_name, "--repeats",
+                              str(repeats), "--threads", str(threads), *worker_args],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return float(out[-1]) if out and out[-1] != "None" else None
+    has_torch = try_torch() is not None
+    ours, theirs = float("inf"), float("inf")
+    for _ in range(rounds):
+        ours = min(ours, run("nanogen"))
+        if has_torch:
+            theirs = min(theirs, run("torch"))
+    return ours, (theirs if has_torch else None)
+
+
+def comparison_arguments(parser, choices, rounds_help):
+    """The options of a benchmark that runs ``time_in_processes``: --only (a subset of
+    ``choices``), --rounds, --repeats, --threads (PyTorch's) and the hidden --worker."""
+    parser.add_argument("--only", default=",".join(choices),
+                        help="comma-separated subset of: " + ", ".join(choices))
+    parser.add_argument("--rounds", type=int, default=2, help=rounds_help)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    parser.add_argument("--worker", choices=["nanogen", "torch"], help=argparse.SUPPRESS)
+    return parser
 
 
 def report(rows):

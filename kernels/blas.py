@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from ._threads import run_ranges, threads_for
 
-__all__ = ["mm", "serial_blas", "matmul", "matmul_of"]
+__all__ = ["mm", "serial_blas", "single_threaded", "matmul", "matmul_of"]
 
 
 @intrinsic
@@ -79,26 +79,46 @@ def mm(a, ta, b, tb, c, beta):
 
 
 @functools.lru_cache(maxsize=None)
-def _blas_thread_controls():
-    """(get_num_threads, set_num_threads) of the OpenBLAS behind ``numba_xxgemm`` (SciPy's),
-    or None when it is another BLAS or cannot be found."""
+def _blas_thread_controls(which="scipy"):
+    """(get_num_threads, set_num_threads) of an OpenBLAS: ``"scipy"`` the one behind
+    ``numba_xxgemm`` (SciPy's), ``"numpy"`` the one behind NumPy's matmul (NumPy's wheels bundle
+    a 64-bit-integer build of their own); None when it is another BLAS or cannot be found."""
     try:
         import ctypes
-
-        from scipy.linalg import cython_blas
-        lib = ctypes.CDLL(cython_blas.__file__)     # symbol lookup also searches its BLAS
+        if which == "numpy":
+            from numpy._core import _multiarray_umath as owner
+        else:
+            from scipy.linalg import cython_blas as owner
+        lib = ctypes.CDLL(owner.__file__)       # symbol lookup also searches its BLAS
     except Exception:       # pragma: no cover - exotic installs
         return None
     for prefix in ("scipy_openblas", "openblas"):
-        try:
-            return (getattr(lib, prefix + "_get_num_threads"),
-                    getattr(lib, prefix + "_set_num_threads"))
-        except AttributeError:
-            continue
+        for suffix in ("", "64_"):
+            try:
+                return (getattr(lib, f"{prefix}_get_num_threads{suffix}"),
+                        getattr(lib, f"{prefix}_set_num_threads{suffix}"))
+            except AttributeError:
+                continue
     return None     # pragma: no cover
 
 
 _WARM = set()
+
+
+@contextlib.contextmanager
+def single_threaded(which):
+    """One BLAS thread for the library ``which`` ("scipy" or "numpy") inside the block; the
+    previous setting is restored after."""
+    controls = _blas_thread_controls(which)
+    n = controls[0]() if controls else 1
+    if n == 1:
+        yield
+        return
+    controls[1](1)
+    try:
+        yield
+    finally:
+        controls[1](n)
 
 
 @contextlib.contextmanager
@@ -112,16 +132,8 @@ def serial_blas(dtype):
         one = np.ones((1, 1), dtype=dtype)
         mm(one, False, one, False, np.zeros((1, 1), dtype=dtype), 0.0)
         _WARM.add(dtype)
-    controls = _blas_thread_controls()
-    n = controls[0]() if controls else 1
-    if n == 1:
+    with single_threaded("scipy"):
         yield
-        return
-    controls[1](1)
-    try:
-        yield
-    finally:
-        controls[1](n)
 
 
 # ---------------------------------------------------------------- the threaded matmul

@@ -283,6 +283,33 @@ def test_time_loop_matches_the_composite(mode, reverse):
             assert_close(ours, theirs, rtol=1e-12, atol=1e-14, msg=f"{mode} {reverse}")
 
 
+def test_step_products_run_on_one_blas_thread(monkeypatch):
+    """The time loop's per-step products run with NumPy's BLAS on one thread; the setting
+    is restored after the loop (and after an error inside it)."""
+    from nanogen.kernels import blas
+    controls = blas._blas_thread_controls("numpy")
+    if controls is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose threads can be set")
+    before = controls[0]()
+    seen = []
+    real = np.matmul
+
+    def spy(*args, **kwargs):
+        seen.append(controls[0]())
+        return real(*args, **kwargs)
+    monkeypatch.setattr(np, "matmul", spy)
+    arrays = _loop_arrays(np.random.default_rng(0), "lstm", 3, 2, 2)
+    leaves = _leaves(*arrays)
+    out, h_n, c_n = recurrence("lstm", leaves[0], leaves[1], leaves[2], leaves[3])
+    (out.sum() + c_n.sum()).backward()
+    assert seen and set(seen[:3]) == {1}          # the three forward steps
+    assert controls[0]() == before
+    monkeypatch.setattr(np, "matmul", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        recurrence("lstm", *_leaves(*arrays))
+    assert controls[0]() == before
+
+
 # ================================================================ cells
 def _cell(kind, input_size=3, hidden_size=2, bias=True):
     ng.manual_seed(0)

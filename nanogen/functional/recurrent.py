@@ -45,7 +45,7 @@ product ``h W_hhᵀ`` and one fused gate kernel a step, written straight into th
 the activations of every step saved.  Its backward runs the loop backwards with the fused
 backward kernels and one product ``∂a W_hh`` a step, and forms the weight gradient
 Σ_t ∂a_tᵀ h_{t-1} as one matmul over all steps at the end -- backpropagation through time with
-no per-step graph.  The per-step products are single-threaded BLAS calls (:func:`_gemm`); the
+no per-step graph.  The per-step products run on one BLAS thread (:func:`_step_blas`); the
 big products around the loop use every core.  Under ``create_graph`` it rebuilds the layer
 from the differentiable cell ops above and differentiates that (the second-order path is
 composite).
@@ -232,29 +232,31 @@ class Recurrence(Function):
         H = w_hh.shape[1]
         lstm, gru = mode == "lstm", mode == "gru"
         dtype = xproj.dtype
-        xproj, w = xp.ascontiguousarray(xproj), xp.ascontiguousarray(w_hh)
+        xproj = xp.ascontiguousarray(xproj)
+        w_t = xp.ascontiguousarray(w_hh.T)                  # (H, G): a row-major GEMM operand
         out = xp.empty((T + lstm, N, H), dtype=dtype)
         acts = xp.empty((T, N, G), dtype=dtype) if lstm or gru else None
         cs = xp.empty((T, N, H), dtype=dtype) if lstm else None       # c' of every step
         ghs = xp.empty((T, N, G), dtype=dtype) if gru else None        # W_hh h + b_hh
         pre = xp.empty((N, G), dtype=dtype)
         h, c = xp.ascontiguousarray(h0), xp.ascontiguousarray(rest[0]) if lstm else None
-        with _step_blas(xp, dtype):
+        with _step_blas(xp):
             for t in self.steps(T):
                 if gru:
-                    ghs[t] = rest[0] if self.has_bias else 0
-                    _gemm(xp, h, w, ghs[t])                         # + h W_hhᵀ
+                    xp.matmul(h, w_t, out=ghs[t])
+                    if self.has_bias:
+                        ghs[t] += rest[0]
                     K.gru_forward(xproj[t].reshape(N, 3, H), ghs[t].reshape(N, 3, H), h,
                                   self.device, h_new=out[t], acts=acts[t].reshape(N, 3, H))
                 elif lstm:
-                    pre[...] = xproj[t]
-                    _gemm(xp, h, w, pre)
+                    xp.matmul(h, w_t, out=pre)
+                    pre += xproj[t]
                     K.lstm_forward(pre.reshape(N, 4, H), c, self.device, h=out[t],
                                    c_new=cs[t], acts=acts[t].reshape(N, 4, H))
                     c = cs[t]
                 else:
-                    out[t] = xproj[t]
-                    _gemm(xp, h, w, out[t])
+                    xp.matmul(h, w_t, out=out[t])
+                    out[t] += xproj[t]
                     if mode == "rnn_tanh":
                         xp.tanh(out[t], out=out[t])
                     else:
@@ -295,12 +297,12 @@ class Recurrence(Function):
         dgates = xp.empty((T, N, G), dtype=dtype)           # ∂ of the pre-activations (∂gi)
         dgh = xp.empty((T, N, G), dtype=dtype) if gru else dgates    # ∂(W_hh h + b_hh)
         dh = xp.zeros((N, H), dtype=dtype)                  # what h_t passes back to h_{t-1}
-        g_h = xp.empty((N, H), dtype=dtype)
+        g_h, direct = xp.empty((N, H), dtype=dtype), xp.empty((N, H), dtype=dtype)
         if lstm:
             c0 = xp.ascontiguousarray(self.inputs[3].data)
             dc, dc_next = xp.array(gp[T], order="C"), xp.empty((N, H), dtype=dtype)
         steps = list(self.steps(T))
-        with _step_blas(xp, dtype):
+        with _step_blas(xp):
             for k in range(T - 1, -1, -1):
                 t = steps[k]
                 xp.add(gp[t], dh, out=g_h)                  # the loss's share + the recurrence's
@@ -309,19 +311,20 @@ class Recurrence(Function):
                     K.lstm_grad(self.acts[t].reshape(N, 4, H), c_prev, self.cs[t], g_h, dc,
                                 self.device, g_gates=dgates[t].reshape(N, 4, H), g_c=dc_next)
                     dc, dc_next = dc_next, dc
-                    _gemm(xp, dgates[t], w, dh, transpose=False, accumulate=False)
+                    xp.matmul(dgates[t], w, out=dh)
                 elif gru:
                     h_prev = out[steps[k - 1]] if k else h0
                     K.gru_grad(self.acts[t].reshape(N, 3, H), self.ghs[t].reshape(N, 3, H),
                                h_prev, g_h, self.device, g_gi=dgates[t].reshape(N, 3, H),
-                               g_gh=dgh[t].reshape(N, 3, H), g_h=dh)       # dh = gy z, then
-                    _gemm(xp, dgh[t], w, dh, transpose=False)            # + ∂gh W_hh
+                               g_gh=dgh[t].reshape(N, 3, H), g_h=direct)   # gy z
+                    xp.matmul(dgh[t], w, out=dh)
+                    dh += direct
                 else:
                     if mode == "rnn_tanh":
                         xp.multiply(g_h, 1 - out[t] * out[t], out=dgates[t])
                     else:
                         xp.multiply(g_h, out[t] > 0, out=dgates[t])
-                    _gemm(xp, dgates[t], w, dh, transpose=False, accumulate=False)
+                    xp.matmul(dgates[t], w, out=dh)
         need = self.needs_input_grad
         g_w = None
         if need[1]:     # Σ_t ∂a_tᵀ h_{t-1}: the steps after the first meet the outputs before them
@@ -338,24 +341,14 @@ class Recurrence(Function):
         return [g if n else None for g, n in zip(grads, need)]
 
 
-def _step_blas(xp, dtype):
-    """The context of a time loop's per-step products: single-threaded BLAS on the CPU."""
-    return blas.serial_blas(dtype) if xp is np else contextlib.nullcontext()
+def _step_blas(xp):
+    """The context of a time loop's per-step products: one BLAS thread on the CPU.
 
-
-def _gemm(xp, a, b, c, transpose=True, accumulate=True):
-    """c = a bᵀ (``transpose``) or a b, plus c when ``accumulate``: a step's small product.
-
-    On the CPU a single-threaded BLAS call on the calling thread (``kernels.blas.mm``, inside
-    :func:`_step_blas`), accumulating in place.  A (32, 256) x (256, 1024) step product is too
-    small to share: OpenBLAS's two threads took as long as one on an idle machine and, with
-    the cores busy elsewhere, 1.7-45 ms instead of 0.4-0.8 (their spin-waits miss each other)."""
-    if xp is np:
-        blas.mm(a, False, b, transpose, c, 1.0 if accumulate else 0.0)
-    elif accumulate:
-        c += xp.matmul(a, b.T if transpose else b)
-    else:
-        xp.matmul(a, b.T if transpose else b, out=c)
+    A (32, 256) x (256, 1024) step product is too small to share between cores: NumPy's
+    OpenBLAS on two threads was no faster than on one on an idle machine and, with the cores
+    busy elsewhere, took 1.7-45 ms instead of 0.4-0.8 (its threads' spin-waits miss each
+    other).  The big products around the loop keep every core."""
+    return blas.single_threaded("numpy") if xp is np else contextlib.nullcontext()
 
 
 def recurrence_composite(mode, xproj, w_hh, h0, *rest, reverse=False, has_bias=False):

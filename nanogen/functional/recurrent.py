@@ -345,9 +345,9 @@ def _step_blas(xp):
     """The context of a time loop's per-step products: one BLAS thread on the CPU.
 
     A (32, 256) x (256, 1024) step product is too small to share between cores: NumPy's
-    OpenBLAS on two threads was no faster than on one on an idle machine and, with the cores
-    busy elsewhere, took 1.7-45 ms instead of 0.4-0.8 (its threads' spin-waits miss each
-    other).  The big products around the loop keep every core."""
+    OpenBLAS took 0.17 ms on two threads of the idle 2-core VM, 0.23-0.25 ms on one thread
+    of the busy VM, but 1.7-45 ms on two threads of the busy VM (its threads' spin-waits miss
+    each other there).  The big products around the loop keep every core."""
     return blas.single_threaded("numpy") if xp is np else contextlib.nullcontext()
 
 

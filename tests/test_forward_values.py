@@ -2639,6 +2639,33 @@ def test_gru_cell_gates(n, h, rest, data):
           rtol=1e-5, atol=1e-6, dtype=np.float32)
 
 
+@covers("conv_lstm_scan")
+@given(t=st.integers(1, 4), n=st.integers(1, 2), length=SIDE, h=SIDE,
+       kernel=st.sampled_from([(2, (1, 0)), (3, (1, 1)), (1, (0, 0))]), data=st.data())
+def test_conv_lstm_scan(t, n, length, h, kernel, data):
+    """The recurrence step by step in NumPy: z_t = gates_t + the 1-D convolution (a sum over
+    the K taps of the zero-padded previous state), then the LSTM cell."""
+    K, (left, right) = kernel
+    gates = data.draw(floats((t, n, length, 4 * h), -3, 3), label="gates")
+    w = data.draw(floats((4 * h, h, K), -1, 1), label="weight")
+    b = data.draw(floats((4 * h,), -1, 1), label="bias")
+    state, cell = np.zeros((n, length, h)), np.zeros((n, length, h))
+    expected = []
+    for step in range(t):
+        padded = np.pad(state, ((0, 0), (left, right), (0, 0)))
+        z = gates[step] + b + sum(padded[:, k:k + length] @ w[:, :, k].T for k in range(K))
+        a_i, a_f, a_g, a_o = np.split(z, 4, axis=2)
+        cell = logistic(a_f) * cell + logistic(a_i) * np.tanh(a_g)
+        state = logistic(a_o) * np.tanh(cell)
+        expected.append(state)
+    expected = np.stack(expected)
+    for make in (T, R):
+        check(F.conv_lstm_scan(make(gates), make(w), make(b), padding=(left, right)), expected)
+    check(F.conv_lstm_scan(T(gates, np.float32), T(w, np.float32), T(b, np.float32),
+                           padding=(left, right)), expected, rtol=1e-5, atol=1e-6,
+          dtype=np.float32)
+
+
 # ================================================================ completeness
 def test_every_public_op_has_a_forward_reference():
     """Every name of ``F.__all__`` is registered by a test above (``@covers``)."""

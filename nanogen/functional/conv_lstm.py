@@ -66,9 +66,9 @@ class ConvLSTMScan(Function):
     (:mod:`nanogen.kernels.recurrent`) on the (N L, 4, h) view of the step's gates."""
 
     def forward(self, gates, weight, bias=None):
-        from ..kernels.blas import matmul_of
         from ..kernels.recurrent import lstm_forward
-        xp, matmul = self.xp, matmul_of(self.xp)
+        from .recurrent import _step_blas
+        xp = self.xp
         T, N, L, G4 = gates.shape
         h = G4 // 4
         K = weight.shape[2]
@@ -81,15 +81,16 @@ class ConvLSTMScan(Function):
         cells[0] = 0.0
         acts = xp.empty((T, N * L, 4, h), gates.dtype)
         unfolded_all = xp.empty((T, N * L, K * h), gates.dtype)
-        for t in range(T):
-            unfolded = unfolded_all[t]
-            unfolded[...] = _unfold(xp, padded, K, L)
-            z = z_in[t] + matmul(unfolded, W)
-            if bias is not None:
-                z += bias
-            lstm_forward(z.reshape(N * L, 4, h), cells[t], self.device, h=out[t],
-                         c_new=cells[t + 1], acts=acts[t])
-            padded[:, left:left + L] = out[t].reshape(N, L, h)
+        with _step_blas(xp):                      # small per-step products: one BLAS thread
+            for t in range(T):
+                unfolded = unfolded_all[t]
+                unfolded[...] = _unfold(xp, padded, K, L)
+                z = z_in[t] + unfolded @ W
+                if bias is not None:
+                    z += bias
+                lstm_forward(z.reshape(N * L, 4, h), cells[t], self.device, h=out[t],
+                             c_new=cells[t + 1], acts=acts[t])
+                padded[:, left:left + L] = out[t].reshape(N, L, h)
         if self.requires_grad:
             self.acts, self.cells, self.unfolded = acts, cells, unfolded_all
         return out.reshape(T, N, L, h)
@@ -105,6 +106,7 @@ class ConvLSTMScan(Function):
         from ..kernels.blas import matmul_of
         from ..kernels.recurrent import lstm_grad
         from ..tensor import Tensor
+        from .recurrent import _step_blas
         xp, matmul = self.xp, matmul_of(self.xp)
         gates, weight = self.inputs[0], self.inputs[1]
         T, N, L, G4 = gates.shape
@@ -118,17 +120,18 @@ class ConvLSTMScan(Function):
         dc = xp.zeros((N * L, h), gates.dtype)                            # from step t + 1
         dh_next = xp.zeros((N * L, h), gates.dtype)
         d_padded = xp.zeros((N, L + K - 1, h), gates.dtype)
-        for t in range(T - 1, -1, -1):
-            xp.add(d_out[t], dh_next, out=dh)
-            lstm_grad(self.acts[t], self.cells[t], self.cells[t + 1], dh, dc, self.device,
-                      g_gates=dz_all[t], g_c=dc)
-            d_unfolded = matmul(dz_all[t].reshape(N * L, G4), W.T).reshape(N, L, K, h)
-            d_padded[...] = 0.0
-            for k in range(K):
-                d_padded[:, k:k + L] += d_unfolded[:, :, k]
-            dh_next[...] = d_padded[:, left:left + L].reshape(N * L, h)
+        with _step_blas(xp):
+            for t in range(T - 1, -1, -1):
+                xp.add(d_out[t], dh_next, out=dh)
+                lstm_grad(self.acts[t], self.cells[t], self.cells[t + 1], dh, dc, self.device,
+                          g_gates=dz_all[t], g_c=dc)
+                d_unfolded = (dz_all[t].reshape(N * L, G4) @ W.T).reshape(N, L, K, h)
+                d_padded[...] = 0.0
+                for k in range(K):
+                    d_padded[:, k:k + L] += d_unfolded[:, :, k]
+                dh_next[...] = d_padded[:, left:left + L].reshape(N * L, h)
         dz_all = dz_all.reshape(T * N * L, G4)
-        # dK^ss = sum_t unfold(h_{t-1})^T dz_t: one product over all steps at once
+        # dK^ss = sum_t unfold(h_{t-1})^T dz_t: one product over all steps at once, every core
         dW = matmul(self.unfolded.reshape(T * N * L, K * h).T, dz_all)
         grads = [Tensor._make(dz_all.reshape(T, N, L, G4), gates.device),
                  Tensor._make(dW.reshape(K, h, G4).transpose(2, 1, 0), gates.device)]

@@ -1028,3 +1028,31 @@ def test_mlp_fits_regression_and_checkpoint_restores_it():
                           nn.Linear(32, 1))
     fresh.load_state_dict(model.state_dict())
     np.testing.assert_array_equal(arr(fresh(x)), arr(model(x)))
+
+
+# ------------------------------------------------------------------------------ MaskedLinear
+def test_masked_linear_multiplies_by_its_mask_and_masked_weights_get_no_gradient():
+    rng = np.random.default_rng(0)
+    mask = (rng.random((4, 3)) < 0.5).astype(np.float32)
+    layer = nn.MaskedLinear(3, 4, mask)
+    x = ng.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+    w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    np.testing.assert_allclose(layer(x).detach().numpy(), x.numpy() @ (w * mask).T + b,
+                               rtol=1e-6, atol=1e-6)
+    layer(x).sum().backward()
+    assert np.all(layer.weight.grad.numpy()[mask == 0] == 0.0)
+    assert np.all(layer.weight.grad.numpy()[mask == 1] != 0.0)
+    assert "mask" in layer.state_dict()                  # a buffer: saved and resumed
+
+
+def test_masked_linear_set_mask_zero_init_and_errors():
+    layer = nn.MaskedLinear(2, 3, zero_init=True)
+    assert not np.any(layer.weight.detach().numpy()) and not np.any(layer.bias.detach().numpy())
+    assert np.all(layer.mask.numpy() == 1.0)              # no mask: every connection
+    layer.set_mask(np.eye(3, 2))
+    np.testing.assert_array_equal(layer.mask.numpy(), np.eye(3, 2))
+    with pytest.raises(ValueError, match=r"the mask must have the weight's shape \(3, 2\), got "
+                                         r"\(2, 3\)"):
+        layer.set_mask(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"expected input of shape \(\*, 2\), got \(4, 3\)"):
+        layer(ng.zeros(4, 3))

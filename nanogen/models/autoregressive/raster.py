@@ -58,8 +58,9 @@ class RasterAutoregressiveModel(GenerativeModel):
 
     def _check_binary(self, x, op):
         """Bernoulli pixels must be 0 or 1: a [0, 1] image has no likelihood under the model."""
-        values = x.detach().numpy()
-        if not ((values == 0) | (values == 1)).all():
+        x = x.detach()
+        if not bool(((x == 0) | (x == 1)).all().item()):      # on x's device: one number back
+            values = x.to("cpu").numpy()
             bad = values[(values != 0) & (values != 1)]
             raise ValueError(f"{type(self).__name__}.{op}: pixels must be 0 or 1 (Bernoulli "
                              f"model; binarize the images of shape {tuple(x.shape)} first), "

@@ -29,7 +29,7 @@ def scan_cases(draw, bias=True, longest=4):
     """Gates (T, N, L, 4h), weight (4h, h, K) and maybe a bias; ``longest`` caps T and L (the
     second-order check differentiates the step-by-step composite: keep it small)."""
     T, N = draw(sides(1, longest)), draw(sides(1, 2))
-    L, h = draw(sides(1, longest)), draw(sides(1, 3 if longest > 2 else 2))
+    L, h = draw(sides(1, longest)), draw(sides(1, 3 if longest > 3 else 2))
     K, padding = draw(st.sampled_from(KERNELS))
     arrays = [draw(float64_arrays((T, N, L, 4 * h), -2.0, 2.0)),
               draw(float64_arrays((4 * h, h, K), -1.0, 1.0))]

@@ -98,7 +98,7 @@ class ConvLSTMScan(Function):
     def backward(self, gy):
         if is_grad_enabled():            # create_graph: differentiate the reference instead
             from ..autograd import grad
-            inputs = [t for t in self.inputs]
+            inputs = list(self.inputs)
             wanted = [t for t, need in zip(inputs, self.needs_input_grad) if need]
             states = conv_lstm_scan_reference(*inputs, padding=self.padding)
             grads = iter(grad(states, wanted, gy, create_graph=True))

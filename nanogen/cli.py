@@ -5,6 +5,7 @@
     nanogen list [--pretrained]                    # the models and datasets, one line each
     nanogen train MODEL [--dataset mnist5k] [--steps N] [--batch-size B] [--lr LR]
                         [--device cpu|cuda] [--seed S] [--out DIR] [--resume]
+    nanogen train MODEL --dataset folder:PATH [--image-size S] [--channels 1|3] ...
     nanogen sample DIR [--n 64] [--out FILE.png] [--seed S] [--sampler ddim --sampler-steps 50]
     nanogen eval DIR [--seed S] [--num-examples N] [--num-samples N] [--sampler ...]
     nanogen export DIR --name NAME [--command "nanogen train ..."] [--allow-large] [--no-eval]
@@ -83,9 +84,14 @@ def build_model(config: dict, dataset=None):
                          f"dataset {config['dataset']!r} holds {held}; pick another "
                          f"dataset (see `nanogen list`)")
     kwargs = config.get("model_kwargs", {})
+    from .models import ImageShapeError
     try:
         model = spec.build(image_shape=tuple(dataset.sample_shape),
                            num_classes=dataset.num_classes, **kwargs)
+    except ImageShapeError as e:
+        raise UsageError(f"model {spec.name!r} cannot take the "
+                         f"{'x'.join(map(str, dataset.sample_shape))} images of "
+                         f"{config['dataset']}: {e}") from None
     except TypeError as e:
         if "argument" not in str(e):
             if not kwargs or kwargs == dict(spec.kwargs):   # the model's own defaults: a bug
@@ -271,6 +277,8 @@ def cmd_list(args):
     print("datasets:")
     for name, info in DATASETS.items():
         print(f"  {name:<{width}}  {info.summary}")
+    print(f"  {'folder:PATH':<{width}}  your own images: every PNG / JPEG / BMP under PATH, labels "
+          f"from its subfolders (--image-size S, --channels 1|3)")
     return 0
 
 
@@ -309,17 +317,17 @@ def cmd_export(args):
 
 def cmd_train(args):
     import nanogen as ng
-    from .data import DataLoader, dataset_info, train_transform
+    from .data import DataLoader, dataset_kind, train_transform
     from .models import get_model_spec
     from .training import CHECKPOINT_NAME, train
 
     spec = get_model_spec(args.model)
     run_dir = Path(args.out or Path(DEFAULT_RUNS_DIR) / spec.name)
     has_checkpoint = (run_dir / CHECKPOINT_NAME).is_file()
-    dataset_name = args.dataset or spec.dataset
+    dataset_name = _dataset_name(args, spec)
     if args.resume and (run_dir / "config.json").is_file():
         dataset_name = _read_config(run_dir).get("dataset", dataset_name)
-    spec = spec.for_data(dataset_info(dataset_name).kind)    # e.g. a GAN's 2-D defaults
+    spec = spec.for_data(dataset_kind(dataset_name))    # e.g. a GAN's 2-D defaults
     if args.resume and not has_checkpoint:
         raise UsageError(f"--resume: {run_dir} holds no {CHECKPOINT_NAME} to continue from "
                          f"(leave out --resume to start a new run there)")
@@ -335,6 +343,8 @@ def cmd_train(args):
                              f"{spec.name!r}")
         for flag in ("dataset", "batch_size", "lr", "lr_schedule", "ema_decay", "seed"):
             given = getattr(args, flag)
+            if flag == "dataset" and given is not None:
+                given = _dataset_name(args, spec)
             if given is not None and given != config.get(flag):
                 raise UsageError(f"--resume: {run_dir} was trained with --{flag.replace('_', '-')}"
                                  f" {config.get(flag)}, not {given} (a resumed run keeps its settings)")
@@ -390,13 +400,36 @@ def cmd_train(args):
     return 0
 
 
+def _dataset_name(args, spec) -> str:
+    """The dataset a new run trains on: ``--dataset`` (the model's default without it), with
+    ``--image-size`` and ``--channels`` folded into a ``folder:`` dataset's name, whose path is
+    made absolute so the run directory works from anywhere."""
+    from .data import folder_dataset_name
+    from .data.folder import is_folder_dataset, parse_folder_dataset
+    name = args.dataset or spec.dataset
+    image_size, channels = getattr(args, "image_size", None), getattr(args, "channels", None)
+    if not is_folder_dataset(name):
+        for flag, value in (("--image-size", image_size), ("--channels", channels)):
+            if value is not None:
+                raise UsageError(f"{flag} applies to a folder of images (--dataset "
+                                 f"folder:PATH), not to {name}")
+        return name
+    path, size, chans = parse_folder_dataset(name)
+    for flag, given, named in (("--image-size", image_size, size),
+                               ("--channels", channels, chans)):
+        if given is not None and named is not None and given != named:
+            raise UsageError(f"{flag} {given} contradicts the {named} in --dataset {name}")
+    return folder_dataset_name(path, image_size if image_size is not None else size,
+                               channels if channels is not None else chans)
+
+
 def _fresh_config(args, spec) -> dict:
     """The config.json of a new run of ``spec`` (its defaults for the dataset's kind) that
     ``nanogen train`` writes for the parsed ``args``."""
     import nanogen as ng
     return {
         "model": spec.name,
-        "dataset": args.dataset or spec.dataset,
+        "dataset": _dataset_name(args, spec),
         "steps": args.steps if args.steps is not None else spec.steps,
         "batch_size": args.batch_size if args.batch_size is not None else spec.batch_size,
         "lr": args.lr if args.lr is not None else spec.lr,
@@ -418,11 +451,11 @@ def training_command(config: dict) -> str | None:
     (but for ``nanogen_version``)."""
     import shlex
 
-    from .data import dataset_info
+    from .data import dataset_kind
     from .models import get_model_spec
     try:
         spec = get_model_spec(config["model"])
-        base = spec.for_data(dataset_info(config["dataset"]).kind)
+        base = spec.for_data(dataset_kind(config["dataset"]))
     except (KeyError, ValueError, TypeError):
         return None
     argv = ["train", spec.name]
@@ -626,8 +659,8 @@ def resolve_num_samples(requested, model, config) -> int:
     """How many samples FID/KID/IS use: ``requested`` (``--num-samples``), else the model's
     default when it is judged by its samples (none for a likelihood model, or for 2-D points,
     which its own ``evaluate`` scores by mode coverage)."""
-    from .data import DATASETS
-    points = DATASETS[config["dataset"]].kind == "points"
+    from .data import dataset_kind
+    points = dataset_kind(config["dataset"]) == "points"
     if requested is None:
         return 0 if points or not model.judged_by_samples else model.eval_num_samples
     if requested < 0:
@@ -671,7 +704,13 @@ def make_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model; writes a run directory")
     t.add_argument("model", metavar="MODEL", help="a model name from `nanogen list`")
-    t.add_argument("--dataset", help="a dataset name from `nanogen list` (default: the model's)")
+    t.add_argument("--dataset", help="a dataset name from `nanogen list` (default: the "
+                   "model's), or folder:PATH for your own PNG / JPEG / BMP images (class "
+                   "labels from its subfolders; see docs/datasets.md)")
+    t.add_argument("--image-size", type=int, metavar="S", help="folder datasets: resize "
+                   "each image's shorter side to S and centre-crop it to S x S")
+    t.add_argument("--channels", type=int, choices=[1, 3], help="folder datasets: 1 (grey) "
+                   "or 3 (RGB); default 1 if every image is grey, else 3")
     t.add_argument("--steps", type=int, help="total optimizer steps (default: the model's "
                    "budget, under 10 minutes on a 2-core CPU)")
     t.add_argument("--batch-size", type=int)
@@ -773,10 +812,21 @@ def _user_errors():
             PretrainedError)
 
 
+def _show_warning(args):
+    """Warnings (a folder's skipped files, ...) as one line each: 'nanogen train: warning: ...'."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"nanogen {args.command}: warning: {' '.join(str(message).split())}",
+              file=sys.stderr)
+    return show
+
+
 def main(argv=None) -> int:
+    import warnings
     args = make_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning(args)
+            return args.func(args)
     except KeyboardInterrupt:
         print("nanogen: interrupted", file=sys.stderr)
         return 130

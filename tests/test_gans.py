@@ -14,7 +14,7 @@ from nanogen import nn
 from nanogen.data import DataLoader, load_dataset
 from nanogen.data.toy import mode_centres, mode_std, ring_of_gaussians
 from nanogen.metrics.modes import mixture_from_labelled_points, mode_coverage, toy_mode_coverage
-from nanogen.models import get_model_spec
+from nanogen.models import ImageShapeError, get_model_spec
 from nanogen.models.gans import DCGAN, GAN
 from nanogen.models.gans.losses import (ADVERSARIAL_LOSSES, adversarial_loss,
                                         discriminator_loss, minimax_generator_loss,
@@ -544,7 +544,8 @@ def test_clear_errors_for_bad_arguments_and_shapes():
         point_gan(hidden=())
     with pytest.raises(ValueError, match="DCGAN models images"):
         DCGAN(image_shape=(2,))
-    with pytest.raises(ValueError, match="not divisible by 4"):
+    with pytest.raises(ImageShapeError, match="DCGAN with 2 stride-2 levels needs H and W "
+                       r"divisible by 4, got 30x30 \(32x32 would do\)"):
         DCGAN(image_shape=(1, 30, 30))
     model = point_gan(k=2)
     optimizers = model.configure_optimizers(1e-3)

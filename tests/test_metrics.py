@@ -297,8 +297,8 @@ def test_reference_features_are_cached_on_disk_and_a_corrupt_file_is_rebuilt(tmp
 
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize("images, message", [
-    (np.zeros((2, 28, 28)), r"shape \(N, 1, 28, 28\).*\(2, 28, 28\)"),
-    (np.zeros((2, 3, 28, 28)), r"\(2, 3, 28, 28\)"),
+    (np.zeros((2, 28, 28)), r"shape \(N, C, H, W\) with C = 1 \(grey\) or 3.*\(2, 28, 28\)"),
+    (np.zeros((2, 2, 28, 28)), r"\(2, 2, 28, 28\)"),
     (np.zeros((0, 1, 28, 28)), "empty"),
     (np.full((2, 1, 28, 28), -1.0), r"values in \[0, 1\].*\[-1"),
     (np.full((2, 1, 28, 28), np.nan), "NaN"),

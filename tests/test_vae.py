@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp, ndtr
 
 import nanogen as ng
-from nanogen.models import get_model_spec
+from nanogen.models import ImageShapeError, get_model_spec
 from nanogen.models.autoencoders import VAE
 from nanogen.models.autoencoders.vae import random_translate
 from nanogen.models.autoencoders.networks import ConvDecoder, ConvEncoder
@@ -387,7 +387,8 @@ def test_clear_errors_for_wrong_shapes_and_arguments():
 
 
 def test_clear_errors_for_bad_configurations():
-    with pytest.raises(ValueError, match="image size 10x10 is not divisible by 4"):
+    with pytest.raises(ImageShapeError, match=r"VAE with 2 stride-2 levels needs H and W "
+                       r"divisible by 4, got 10x10 \(12x12 would do\)"):
         VAE(image_shape=(1, 10, 10), channels=(4, 8))
     with pytest.raises(ValueError, match="image_shape must be"):
         VAE(image_shape=(28, 28))

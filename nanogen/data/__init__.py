@@ -16,6 +16,7 @@
 * :mod:`~nanogen.data.transforms` -- binarization, [-1, 1] scaling; train / eval transforms
 * :mod:`~nanogen.data.mnist`      -- the embedded MNIST-5k, IDX files (MNIST, Fashion-MNIST)
 * :mod:`~nanogen.data.cifar`      -- CIFAR-10 python batches, unpickled safely
+* :mod:`~nanogen.data.folder`     -- your own images: a folder of PNG / JPEG / BMP files
 * :mod:`~nanogen.data.toy`        -- ring of Gaussians, grid of Gaussians, swiss roll
 * :mod:`~nanogen.data.download`   -- verified downloads
 * :mod:`~nanogen.data.registry`   -- the named datasets and load_dataset
@@ -23,15 +24,17 @@
 from .cifar import read_cifar10
 from .dataset import Dataset, DatasetError, ImageDataset, PointDataset, TensorDataset
 from .download import default_root, download
+from .folder import ImageFolder, SkippedImagesWarning, folder_dataset_name
 from .loader import DataLoader
 from .mnist import read_idx, read_mnist, read_mnist5k
-from .registry import DATASETS, SPLITS, DatasetInfo, dataset_info, load_dataset
+from .registry import DATASETS, SPLITS, DatasetInfo, dataset_info, dataset_kind, load_dataset
 from .toy import grid_of_gaussians, mode_centres, mode_std, ring_of_gaussians, swiss_roll
 from .transforms import (Compose, DynamicBinarize, Identity, StaticBinarize, ToSymmetric,
                          binarize_dynamic, binarize_static, eval_dataset, train_transform)
 
 __all__ = ["Dataset", "TensorDataset", "ImageDataset", "PointDataset", "DatasetError",
-           "DataLoader", "load_dataset", "DATASETS", "DatasetInfo", "dataset_info", "SPLITS",
+           "DataLoader", "load_dataset", "DATASETS", "DatasetInfo", "dataset_info", "dataset_kind",
+           "SPLITS", "ImageFolder", "SkippedImagesWarning", "folder_dataset_name",
            "train_transform", "eval_dataset", "Identity", "ToSymmetric", "StaticBinarize",
            "DynamicBinarize", "Compose", "binarize_static", "binarize_dynamic", "read_idx",
            "read_mnist", "read_mnist5k", "read_cifar10", "download", "default_root",

@@ -19,9 +19,10 @@ from . import toy
 from .cifar import download_cifar10, read_cifar10
 from .dataset import DatasetError, ImageDataset, PointDataset, read_only
 from .download import default_root
+from .folder import FOLDER_PREFIX, ImageFolder, is_folder_dataset, parse_folder_dataset
 from .mnist import download_mnist, read_mnist, read_mnist5k
 
-__all__ = ["DatasetInfo", "DATASETS", "load_dataset", "SPLITS"]
+__all__ = ["DatasetInfo", "DATASETS", "load_dataset", "dataset_info", "dataset_kind", "SPLITS"]
 
 SPLITS = ("train", "test")
 TOY_SIZES = {"train": 20_000, "test": 5_000}
@@ -97,13 +98,23 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in [
 
 
 def dataset_info(name) -> DatasetInfo:
-    """``DATASETS[name]``, or a DatasetError listing the known names."""
+    """``DATASETS[name]``, or a DatasetError listing the known names.  A folder of images
+    (``folder:PATH``) is read (or its cache is) to learn its shape and classes."""
     if name in DATASETS:
         return DATASETS[name]
+    if is_folder_dataset(name):
+        train = load_dataset(name, "train")
+        return DatasetInfo(name, f"images under {train.root}", "image", train.sample_shape,
+                           train.num_classes, None)
     close = difflib.get_close_matches(str(name), DATASETS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise DatasetError(f"unknown dataset {name!r}{hint}; known datasets: "
-                       f"{', '.join(DATASETS)}")
+                       f"{', '.join(DATASETS)}, or {FOLDER_PREFIX}PATH for a folder of images")
+
+
+def dataset_kind(name) -> str:
+    """"image" or "points", without reading any data."""
+    return "image" if is_folder_dataset(name) else dataset_info(name).kind
 
 
 def load_dataset(name="mnist5k", split="train", root=None, download=False):
@@ -111,7 +122,14 @@ def load_dataset(name="mnist5k", split="train", root=None, download=False):
 
     ``root`` is where file-backed sets look for their files (and where mnist5k keeps its
     parse cache); ``download=True`` fetches missing files, verified by SHA-256.
+    ``"folder:PATH[?image_size=S&channels=C]"`` reads a folder of images
+    (:class:`~nanogen.data.ImageFolder`).
     """
+    if is_folder_dataset(name):
+        if split not in SPLITS:
+            raise DatasetError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+        path, image_size, channels = parse_folder_dataset(name)
+        return ImageFolder(path, split, image_size=image_size, channels=channels)
     info = dataset_info(name)
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r} for dataset {name!r}; known splits: "

@@ -13,7 +13,8 @@ split's features (:func:`~nanogen.metrics.features.reference_features`, cached).
 from __future__ import annotations
 
 from .classifier import FEATURE_NETWORK
-from .features import check_images, class_probabilities, classifier_features, reference_features
+from .features import (check_images, class_probabilities, classifier_features,
+                       describe_classifier_input, reference_features)
 from .fid import fid
 from .inception_score import inception_score
 from .kid import kid
@@ -29,27 +30,35 @@ IS_SPLITS = 10
 def sample_quality(samples, dataset: str = "mnist5k", split: str = "test", seed: int = 0) -> dict:
     """FID and KID of ``samples`` against ``dataset``'s ``split``, and their Inception Score.
 
-    ``samples``: images (N, 1, 28, 28) in [0, 1], N >= 2.  ``seed`` picks KID's subsets and
-    the Inception Score's groups.
+    ``samples``: images (N, C, H, W) in [0, 1], C = 1 or 3, N >= 2 (other than 28x28 grey
+    they are converted into the classifier's input, and so are the reference images: see
+    :func:`~nanogen.metrics.features.classifier_input`).  ``seed`` picks KID's subsets and the
+    Inception Score's groups.
     Returns a dict of plain floats and ints: ``fid``, ``kid``, ``kid_std`` (over subsets),
     ``kid_subset_size``, ``inception_score``, ``inception_score_std`` (over
     ``inception_score_splits`` groups), ``num_samples``, ``num_reference``, ``reference``
-    (``"dataset/split"``) and ``feature_network``.
+    (``"dataset/split"``) and ``feature_network``; for converted images also
+    ``classifier_input``, the line that says how they were converted.
     """
     samples = check_images(samples, "samples")
     if len(samples) < 2:
         raise ValueError(f"samples: FID and KID need at least 2 samples, got {len(samples)}")
     features = classifier_features(samples, what="samples")
     reference = reference_features(dataset, split)
+    if len(reference) < 2:
+        raise ValueError(f"the reference {dataset}/{split} holds {len(reference)} image; FID and "
+                         f"KID need at least 2")
     kid_mean, kid_std = kid(features, reference, num_subsets=KID_SUBSETS,
                             subset_size=KID_SUBSET_SIZE, seed=seed)
     splits = min(IS_SPLITS, len(samples))
     is_mean, is_std = inception_score(class_probabilities(samples, what="samples"), splits,
                                      seed=seed)
+    converted = describe_classifier_input(samples.shape[1:])
     return {"fid": fid(features, reference),
             "kid": kid_mean, "kid_std": kid_std,
             "kid_subset_size": min(KID_SUBSET_SIZE, len(samples), len(reference)),
             "inception_score": is_mean, "inception_score_std": is_std,
             "inception_score_splits": splits,
             "num_samples": len(samples), "num_reference": len(reference),
-            "reference": f"{dataset}/{split}", "feature_network": FEATURE_NETWORK}
+            "reference": f"{dataset}/{split}", "feature_network": FEATURE_NETWORK,
+            **({"classifier_input": converted} if converted else {})}

@@ -4,10 +4,10 @@
 :class:`~nanogen.models.registry.ModelSpec`; :class:`~nanogen.models.base.GenerativeModel` is
 the interface every model implements for the shared training loop.
 """
-from .base import GenerativeModel, nats_to_bits_per_dim
+from .base import GenerativeModel, ImageShapeError, check_halvings, nats_to_bits_per_dim
 from .registry import MODELS, ModelSpec, UnknownModelError, get_model_spec, register
 
-__all__ = ["GenerativeModel", "nats_to_bits_per_dim", "MODELS", "ModelSpec", "register",
+__all__ = ["GenerativeModel", "ImageShapeError", "check_halvings", "nats_to_bits_per_dim", "MODELS", "ModelSpec", "register",
            "get_model_spec", "UnknownModelError", "all_models"]
 
 # model modules register themselves on import; listed here so the registry is complete

@@ -22,7 +22,24 @@ from .. import nn
 from ..autograd import no_grad
 from ..optim import Adam
 
-__all__ = ["GenerativeModel"]
+__all__ = ["GenerativeModel", "ImageShapeError", "check_halvings"]
+
+
+class ImageShapeError(ValueError):
+    """An image shape a model's architecture cannot take; the message says which sizes work."""
+
+
+def check_halvings(image_shape, halvings: int, what: str) -> None:
+    """Refuse ``image_shape`` (C, H, W) unless H and W survive ``halvings`` stride-2 steps:
+    an :class:`ImageShapeError` such as "DCGAN with 2 stride-2 levels needs H and W divisible
+    by 4, got 30x30 (32x32 would do)"."""
+    _, h, w = image_shape
+    factor = 2 ** halvings
+    if h % factor or w % factor:
+        up = lambda n: -(-n // factor) * factor                    # noqa: E731
+        raise ImageShapeError(f"{what} with {halvings} stride-2 level"
+                              f"{'s' if halvings != 1 else ''} needs H and W divisible by "
+                              f"{factor}, got {h}x{w} ({up(h)}x{up(w)} would do)")
 
 
 class GenerativeModel(nn.Module):

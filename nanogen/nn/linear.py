@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import functional as F
 from ..autograd import no_grad
 from ..creation import as_tensor, empty, ones_like
@@ -98,6 +100,17 @@ class MaskedLinear(Linear):
             raise ValueError(f"MaskedLinear: expected input of shape (*, {self.in_features}), "
                              f"got {tuple(input.shape)}")
         return F.linear(input, self.weight * self.mask, self.bias)
+
+    def rows(self, input, index):
+        """``self(input)[..., index]`` computed from those output rows alone: O(len(index) *
+        in_features) instead of the whole layer (an autoregressive sampler needs one pixel's
+        outputs at a time)."""
+        if input.shape[-1:] != (self.in_features,):
+            raise ValueError(f"MaskedLinear: expected input of shape (*, {self.in_features}), "
+                             f"got {tuple(input.shape)}")
+        index = np.asarray(index, dtype=np.int64)
+        bias = None if self.bias is None else self.bias[index]
+        return F.linear(input, self.weight[index] * self.mask[index], bias)
 
 
 class Bilinear(Module):

@@ -311,6 +311,11 @@ def export(run_dir, name: str, *, command: str | None = None, dtype: str = "floa
         raise PretrainedError(f"{directory}: no such pretrained directory")
     manifest = read_manifest(directory, missing_ok=True)
     model, config, checkpoint = cli.load_run(run_dir, device="cpu")
+    if str(config.get("dataset", "")).startswith("folder:"):
+        raise PretrainedError(f"{run_dir}: trained on {config['dataset']}, a folder on this "
+                              f"machine only; pretrained entries are re-scored on data every "
+                              f"install has (use the run directory itself: nanogen sample "
+                              f"{run_dir})")
     step = int(checkpoint["step"])
     if command is None:
         command = cli.training_command(config) if config.get("steps") == step else None

@@ -49,7 +49,7 @@ from ...autograd import no_grad
 from ...creation import randint, randn, randn_like, tensor
 from ...tensor import Tensor
 from ...utils.checks import positive_int
-from ..base import GenerativeModel
+from ..base import GenerativeModel, check_halvings
 from ..likelihood import (bernoulli_log_prob, gaussian_kl_to_standard, gaussian_log_prob,
                           log_mean_exp, standard_normal_log_prob)
 from ..registry import ModelSpec, register
@@ -109,6 +109,8 @@ class VAE(GenerativeModel):
         if not float(beta) >= 0.0:
             raise ValueError(f"VAE: beta must be a non-negative number, got {beta!r}")
         self.image_shape = tuple(image_shape)
+        if len(self.image_shape) == 3:
+            check_halvings(self.image_shape, len(tuple(channels)), "VAE")
         self.num_classes = num_classes
         self.latent_dim = int(latent_dim)
         self.beta = float(beta)

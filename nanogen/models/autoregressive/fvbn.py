@@ -37,6 +37,10 @@ class FVBN(FlatAutoregressiveModel):
         r""":math:`\ell = b + (W \odot M)\, v`: all D logistic regressions in one matmul."""
         return self.regressions(v)
 
+    def entry_logits(self, v, entries):
+        """Only rows ``entries`` of the regressions: O(len(entries) D)."""
+        return self.regressions.rows(v, entries)
+
 
 register(ModelSpec(
     name="fvbn",

@@ -131,12 +131,24 @@ class MADE(FlatAutoregressiveModel):
     # -- the network ----------------------------------------------------------------------------
     def vector_logits(self, v):
         r""":math:`\ell = b + (V \odot M^V) h^L + (A' \odot A) x` with ReLU hidden layers."""
+        logits = self.output_layer(self._hidden(v))
+        if self.direct is not None:
+            logits = logits + self.direct(v)
+        return logits
+
+    def _hidden(self, v):
+        """:math:`h^L`: the masked ReLU layers."""
         h = v
         for layer in self.hidden_layers:
             h = ops.relu(layer(h))
-        logits = self.output_layer(h)
+        return h
+
+    def entry_logits(self, v, entries):
+        """The hidden layers in full, then only rows ``entries`` of the output and direct
+        layers."""
+        logits = self.output_layer.rows(self._hidden(v), entries)
         if self.direct is not None:
-            logits = logits + self.direct(v)
+            logits = logits + self.direct.rows(v, entries)
         return logits
 
     def training_step(self, batch, optimizers) -> dict:

@@ -87,7 +87,7 @@ from ...creation import randint, randn, randn_like, tensor
 from ...nn import Module
 from ...tensor import Tensor
 from ...utils.checks import positive_int
-from ..base import GenerativeModel, nats_to_bits_per_dim
+from ..base import GenerativeModel, check_halvings, nats_to_bits_per_dim
 from ..likelihood import sum_per_example, gaussian_kl_to_standard
 from ..registry import ModelSpec, register
 from .schedules import NoiseSchedule, check_timesteps
@@ -182,6 +182,8 @@ class DDPM(GenerativeModel):
         if reverse_variance not in REVERSE_VARIANCES:
             raise ValueError(f"DDPM: unknown reverse_variance {reverse_variance!r}; choose one "
                              f"of {', '.join(REVERSE_VARIANCES)}")
+        if network is None:
+            check_halvings(image_shape, len(tuple(channel_mults)) - 1, "DDPM's U-Net")
         self.image_shape = image_shape
         self.num_classes = num_classes
         self.schedule = NoiseSchedule.named(schedule, timesteps)

@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+from typing import NamedTuple
 from pathlib import Path
 
 __all__ = ["main", "build_model", "load_run", "evaluate_model", "training_command", "UsageError"]
@@ -75,6 +76,8 @@ def build_model(config: dict, dataset=None):
     training split of ``config["dataset"]``, loaded."""
     from .models import get_model_spec
     spec = get_model_spec(config["model"])
+    if dataset is None and "data_shape" in config:     # a folder run: no need for the folder
+        dataset = _RecordedData("image", tuple(config["data_shape"]), config["num_classes"])
     if dataset is None:
         dataset = _dataset(config["dataset"], "train")
     if dataset.kind not in spec.data_kinds:
@@ -108,6 +111,14 @@ def build_model(config: dict, dataset=None):
     return model.to(config.get("device", "cpu"))
 
 
+class _RecordedData(NamedTuple):
+    """What building a model needs to know of its data, as a folder run's config.json records
+    it (so its run directory samples on a machine without the folder)."""
+    kind: str
+    sample_shape: tuple
+    num_classes: int
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -132,6 +143,11 @@ _CONFIG_KEYS = {
     "seed": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "device": ('"cpu" or "cuda"', lambda v: v in ("cpu", "cuda")),
     "model_kwargs": ("an object of model arguments", lambda v: isinstance(v, dict)),
+    # recorded for folder datasets only: the image shape and class count the model was built for
+    "data_shape": ("[C, H, W] of positive integers", lambda v: isinstance(v, list) and
+                   len(v) == 3 and all(_is_int(d) and d >= 1 for d in v)),
+    "num_classes": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "data_fingerprint": ("the folder's SHA-256", lambda v: isinstance(v, str)),
     "nanogen_version": ("a version string", lambda v: isinstance(v, str)),
 }
 _RESUME_KEYS = ("batch_size", "lr", "seed")
@@ -318,6 +334,7 @@ def cmd_export(args):
 def cmd_train(args):
     import nanogen as ng
     from .data import DataLoader, dataset_kind, train_transform
+    from .data.folder import is_folder_dataset
     from .models import get_model_spec
     from .training import CHECKPOINT_NAME, train
 
@@ -368,6 +385,15 @@ def cmd_train(args):
 
     ng.manual_seed(config["seed"])
     dataset = _dataset(config["dataset"], "train", download=args.download)
+    if is_folder_dataset(config["dataset"]):
+        if args.resume and config.get("data_fingerprint", dataset.fingerprint) != \
+                dataset.fingerprint:
+            raise UsageError(f"--resume: the files under {dataset.root} have changed since "
+                             f"{run_dir} started ({len(dataset):,} training images now), so "
+                             f"the run cannot continue exactly; restore them, or start a new "
+                             f"run with another --out")
+        config.update(data_shape=list(dataset.sample_shape), num_classes=dataset.num_classes,
+                      data_fingerprint=dataset.fingerprint)
     model = build_model(config, dataset)
     if config["batch_size"] > len(dataset):
         raise UsageError(f"--batch-size {config['batch_size']} is larger than the "
@@ -485,7 +511,9 @@ def training_command(config: dict) -> str | None:
     except (SystemExit, UsageError):
         return None
     again = json.loads(json.dumps(again))                   # the config.json it would write
-    if {**again, "nanogen_version": None} != {**config, "nanogen_version": None}:
+    recorded = {key: None for key in ("nanogen_version", "data_shape", "num_classes",
+                                      "data_fingerprint")}
+    if {**again, **recorded} != {**config, **recorded}:     # (train records the data itself)
         return None
     return "nanogen " + shlex.join(argv)
 

@@ -283,7 +283,7 @@ def test_bad_options_give_one_clear_line(labelled, tmp_path):
            "do)" in err
 
 
-def test_a_folder_run_records_its_options_and_resumes(labelled, tmp_path):
+def test_a_folder_run_records_its_options_and_resumes(labelled, tmp_path, monkeypatch):
     for i in range(13):                                 # 20 images: 2 test images for FID
         write_image(labelled / "dogs" / f"more{i}.png", np.full((12, 10), 9 * i, np.uint8))
     out = tmp_path / "run"
@@ -303,6 +303,26 @@ def test_a_folder_run_records_its_options_and_resumes(labelled, tmp_path):
     status, out_text, err = run_cli("eval", out, "--num-samples", "4")
     assert status == 0, err
     assert "judged as grey 28x28 (antialiased bilinear resize)" in out_text
+    assert (config["data_shape"], config["num_classes"]) == ([1, 8, 8], 2)
+
+    # a changed folder cannot be resumed exactly: refused
+    write_image(labelled / "cats" / "late.png", np.zeros((12, 10, 3), np.uint8))
+    status, _, err = run_cli(*argv, "--steps", "3", "--resume")
+    assert_one_line_error(status, err, f"--resume: the files under {labelled} have changed "
+                          f"since {out} started")
+    # without the folder the run still samples (config.json records the shape); eval needs it
+    labelled.rename(tmp_path / "moved")
+    status, _, err = run_cli("sample", out, "--n", "4", "--out", tmp_path / "s.png")
+    assert status == 0, err
+    with Image.open(tmp_path / "s.png") as grid:
+        assert grid.size[0] > 16
+    status, _, err = run_cli("eval", out)
+    assert_one_line_error(status, err, f"folder:{labelled}: no such folder")
+    # pretrained weights are re-scored on data every install has: a folder run is not shipped
+    (tmp_path / "shipped").mkdir()
+    monkeypatch.setenv("NANOGEN_PRETRAINED_DIR", str(tmp_path / "shipped"))
+    status, _, err = run_cli("export", out, "--name", "mine", "--no-eval")
+    assert_one_line_error(status, err, "a folder on this machine only")
 
 
 # ---------------------------------------------------------------- the metrics on other images

@@ -30,7 +30,10 @@ setup(
     ],
     extras_require={
         "cuda": ["cupy-cuda12x>=13"],
-        "test": ["pytest>=7", "hypothesis>=6.80"],
+        # data-parallel training: mpi4py, and MPICH (with its mpiexec) as a wheel from PyPI
+        "mpi": ["mpi4py>=4.0", "mpich>=4.2"],
+        # the suite runs the data-parallel tests under mpiexec -n 2, so it needs the MPI extra
+        "test": ["pytest>=7", "hypothesis>=6.80", "mpi4py>=4.0", "mpich>=4.2"],
     },
     entry_points={"console_scripts": ["nanogen = nanogen.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],

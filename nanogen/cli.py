@@ -148,6 +148,7 @@ _CONFIG_KEYS = {
                    len(v) == 3 and all(_is_int(d) and d >= 1 for d in v)),
     "num_classes": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
     "data_fingerprint": ("the folder's SHA-256", lambda v: isinstance(v, str)),
+    "sync_batchnorm": ("true or false", lambda v: isinstance(v, bool)),
     "nanogen_version": ("a version string", lambda v: isinstance(v, str)),
 }
 _RESUME_KEYS = ("batch_size", "lr", "seed")
@@ -382,6 +383,8 @@ def cmd_train(args):
     if ema_decay is not None and not 0 <= ema_decay <= 1:
         raise UsageError(f"--ema-decay must be between 0 and 1, got {ema_decay}")
     _check_device(config["device"])
+    world = _data_parallel_world(config)
+    main = world.rank == 0
 
     ng.manual_seed(config["seed"])
     dataset = _dataset(config["dataset"], "train", download=args.download)
@@ -395,20 +398,27 @@ def cmd_train(args):
         config.update(data_shape=list(dataset.sample_shape), num_classes=dataset.num_classes,
                       data_fingerprint=dataset.fingerprint)
     model = build_model(config, dataset)
+    if config.get("sync_batchnorm"):
+        model = ng.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if config["batch_size"] > len(dataset):
         raise UsageError(f"--batch-size {config['batch_size']} is larger than the "
                          f"{len(dataset):,} training examples of {config['dataset']}")
     loader = DataLoader(dataset, batch_size=config["batch_size"], shuffle=True, drop_last=True,
                         seed=config["seed"], transform=train_transform(model.data_transform),
-                        device=config["device"])
+                        device=config["device"],
+                        shard=(world.rank, world.size) if world.size > 1 else None)
     n_params = sum(p.numel() for p in model.parameters())
 
     def announce(step):
         # called once the checkpoint is restored: a run that cannot start says only why
-        print(f"training {spec.name} ({n_params:,} parameters) on {config['dataset']} "
-              f"({len(dataset):,} examples) for {config['steps']:,} steps of "
-              f"{config['batch_size']} on {config['device']}"
-              + (f" from step {step:,}" if step else "") + f" -> {run_dir}", file=sys.stderr)
+        if main:
+            ranks = (f" ({world.size} ranks of {config['batch_size'] // world.size})"
+                     if world.size > 1 else "")
+            print(f"training {spec.name} ({n_params:,} parameters) on {config['dataset']} "
+                  f"({len(dataset):,} examples) for {config['steps']:,} steps of "
+                  f"{config['batch_size']}{ranks} on {config['device']}"
+                  + (f" from step {step:,}" if step else "") + f" -> {run_dir}",
+                  file=sys.stderr)
 
     result = train(model, loader, steps=config["steps"], out_dir=run_dir, config=config,
                    lr=config["lr"], lr_schedule=config.get("lr_schedule", "constant"),
@@ -417,7 +427,9 @@ def cmd_train(args):
                    sample_every=args.sample_every or spec.sample_every,
                    checkpoint_every=args.checkpoint_every or max(spec.sample_every, 100),
                    num_samples=spec.num_samples, progress=not args.no_progress,
-                   on_start=announce)
+                   on_start=announce, world=world)
+    if not main:
+        return 0
     written = [run_dir / "samples.png"] + _write_figures(model.eval(), config, run_dir)
     first = next(iter(result.logs.items()), None)       # "loss", or a GAN's "loss_d"
     print(f"done: step {result.step:,} in {_fmt_seconds(result.seconds)}"
@@ -449,6 +461,32 @@ def _dataset_name(args, spec) -> str:
                                channels if channels is not None else chans)
 
 
+def _data_parallel_world(config):
+    """The ranks ``mpiexec`` started (one process otherwise), checked: the global batch splits
+    evenly over them, and every rank parsed the same settings."""
+    from . import distributed
+    world = distributed.init(config["device"])
+    if world.size == 1:
+        return world
+    if config["batch_size"] % world.size:
+        raise UsageError(f"--batch-size {config['batch_size']} does not split evenly over "
+                         f"{world.size} ranks (each rank takes 1/{world.size} of every global "
+                         f"batch): use a multiple of {world.size}")
+    configs = world.gather({k: v for k, v in config.items() if k != "device"})
+
+    def same_everywhere():
+        for rank, other in enumerate(configs[1:], start=1):
+            differ = sorted(k for k in set(other) | set(configs[0])
+                            if other.get(k) != configs[0].get(k))
+            if differ:
+                key = differ[0]
+                raise UsageError(f"the ranks disagree on the run's settings: rank {rank} has "
+                                 f"{key} = {_short_json(other.get(key))}, rank 0 "
+                                 f"{_short_json(configs[0].get(key))}")
+    distributed.agree(same_everywhere, world, error=UsageError)
+    return world
+
+
 def _fresh_config(args, spec) -> dict:
     """The config.json of a new run of ``spec`` (its defaults for the dataset's kind) that
     ``nanogen train`` writes for the parsed ``args``."""
@@ -464,6 +502,7 @@ def _fresh_config(args, spec) -> dict:
         "seed": args.seed if args.seed is not None else 0,
         "device": args.device or "cpu",
         "model_kwargs": {**spec.kwargs, **_parse_model_args(args.arg or [])},
+        **({"sync_batchnorm": True} if getattr(args, "sync_batchnorm", False) else {}),
         "nanogen_version": ng.__version__,
     }
 
@@ -497,6 +536,8 @@ def training_command(config: dict) -> str | None:
                 return None
             argv += ["--" + key.replace("_", "-"), repr(value) if isinstance(value, float)
                      else str(value)]
+    if config.get("sync_batchnorm"):
+        argv.append("--sync-batchnorm")
     kwargs = config.get("model_kwargs", {})
     model_defaults = json.loads(json.dumps(base.kwargs))    # as config.json holds them
     for key, value in kwargs.items() if isinstance(kwargs, dict) else ():
@@ -530,9 +571,13 @@ def cmd_sample(args):
     if not args.out:
         out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    world = _world_of(target.config)
     with ng.random.fork_rng(args.seed):
         images = draw_samples(target.model, args.n,
-                              sampler_options(target.model, args.sampler, args.sampler_steps))
+                              sampler_options(target.model, args.sampler, args.sampler_steps),
+                              world=world)
+    if world.rank != 0:
+        return 0
     save_image(images, out, nrow=args.nrow or _grid_width(args.n))
     print(f"wrote {args.n} samples to {out} ({_fmt_seconds(time.perf_counter() - t0)})",
           file=sys.stderr)
@@ -578,23 +623,37 @@ def sampler_options(model, sampler=None, steps=None, default=None) -> dict:
     return options
 
 
-def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK):
+def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK, world=None):
     """``n`` samples of ``model`` as one host array, drawn ``chunk`` at a time under no_grad
-    from the current random stream (bounded memory for a diffusion model's n = 1,000)."""
+    from the current random stream (bounded memory for a diffusion model's n = 1,000).
+
+    With several ranks (``world``) each rank draws its 1/N of every chunk under
+    :func:`nanogen.random.sharded` -- the rows one process would draw for them -- and rank 0
+    gets the whole array (the other ranks get None); ``n`` must split evenly over the ranks."""
     import numpy as np
 
     import nanogen as ng
+    ranks, rank = (world.size, world.rank) if world is not None else (1, 0)
+    if n % ranks:
+        raise UsageError(f"{n} samples do not split evenly over {ranks} ranks: ask for a "
+                         f"multiple of {ranks}")
+    chunk = max(ranks, chunk // ranks * ranks)
     parts = []
-    with ng.no_grad():
+    with ng.no_grad(), ng.random.sharded(rank, ranks):
         for start in range(0, n, chunk):
             try:
-                batch = model.sample(min(chunk, n - start), **(options or {}))
+                batch = model.sample(min(chunk, n - start) // ranks, **(options or {}))
             except ValueError as e:          # a sampler refusing its options (steps > T, ...)
                 if options:
                     raise UsageError(f"{type(model).__name__}.sample: {e}") from None
                 raise
             parts.append(np.asarray(batch.numpy(), dtype=np.float32))
-    return np.concatenate(parts)
+    if ranks == 1:
+        return np.concatenate(parts)
+    pieces = world.gather(parts)            # pieces[r][c]: rank r's rows of chunk c
+    if rank != 0:
+        return None
+    return np.concatenate([p for c in range(len(parts)) for p in (r[c] for r in pieces)])
 
 
 class _Target:
@@ -639,9 +698,13 @@ def cmd_eval(args):
                    else recorded.get("num_samples"))
     options = sampler_options(model, args.sampler, args.sampler_steps, recorded.get("sampler"))
     target.out_dir.mkdir(parents=True, exist_ok=True)
+    world = _world_of(config)
     t0 = time.perf_counter()
     metrics = evaluate_model(model, config, seed=seed, num_examples=num_examples,
-                             num_samples=num_samples, options=options, out_dir=target.out_dir)
+                             num_samples=num_samples, options=options, out_dir=target.out_dir,
+                             world=world)
+    if world.rank != 0:
+        return 0
     report = {"model": config["model"], "dataset": config["dataset"], "split": "test",
               "step": target.step, **metrics,
               "eval_seconds": round(time.perf_counter() - t0, 1)}
@@ -654,12 +717,18 @@ def cmd_eval(args):
 
 
 def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_samples=None,
-                   options=None, out_dir=None) -> dict:
+                   options=None, out_dir=None, world=None) -> dict:
     """What ``nanogen eval`` reports for ``model``: its own ``evaluate`` on the test split (or
     on ``num_examples`` of it, classes balanced) under seed ``seed``, and, when
     :func:`resolve_num_samples` gives any, FID / KID / IS of that many samples drawn with
     ``options`` under seed ``seed + 1`` (and ``out_dir/nearest_neighbours.png`` when
-    ``out_dir`` is given)."""
+    ``out_dir`` is given).
+
+    With several ranks (``world``) each evaluates a contiguous 1/N of the test examples (the
+    metrics, means over examples, are combined weighted by each rank's count) and draws 1/N of
+    the samples (:func:`draw_samples`); rank 0 scores them, and every rank returns the same
+    dict.  Deterministic metrics equal one process's; a stochastic bound (the IWAE's) uses the
+    same seed on every rank, so it is an estimate of the same quantity with other noise."""
     import numpy as np
 
     import nanogen as ng
@@ -672,15 +741,41 @@ def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_sampl
         x, y = _stack(test)
         picks = np.sort(_first_of_each_class(y, num_examples))   # classes stay balanced
         test = TensorDataset(x[picks], y[picks])
+    ranks = world.size if world is not None else 1
+    if ranks > 1:
+        if len(test) < ranks:
+            raise UsageError(f"{len(test)} test examples cannot be shared by {ranks} ranks")
+        x, y = _stack(test)
+        mine = np.array_split(np.arange(len(test)), ranks)[world.rank]
+        test = TensorDataset(x[mine], y[mine])
     loader = DataLoader(test, batch_size=EVAL_BATCH_SIZE, shuffle=False,
                         device=config.get("device", "cpu"))
     num_samples = resolve_num_samples(num_samples, model, config)
     with ng.no_grad(), ng.random.fork_rng(seed):
         metrics = model.evaluate(loader)
+    if ranks > 1:
+        gathered = world.gather(metrics)
+        metrics = world.bcast(_combine_rank_metrics(gathered) if world.rank == 0 else None)
     if num_samples:
         with ng.random.fork_rng(seed + 1):
-            metrics.update(_score_samples(model, config, num_samples, options, out_dir, seed))
+            metrics.update(_score_samples(model, config, num_samples, options, out_dir, seed,
+                                          world))
     return metrics
+
+
+def _combine_rank_metrics(parts):
+    """The ranks' metric dicts as one: numbers averaged weighted by each rank's
+    ``num_examples`` (every metric is a mean over examples), ``num_examples`` summed, other
+    integers (settings such as ``iwae_k``) and anything else taken from rank 0."""
+    counts = [p.get("num_examples", 1) for p in parts]
+    total = sum(counts)
+    combined = dict(parts[0])
+    for key, value in parts[0].items():
+        if key == "num_examples":
+            combined[key] = total
+        elif isinstance(value, float):
+            combined[key] = sum(p[key] * n for p, n in zip(parts, counts)) / total
+    return combined
 
 
 def resolve_num_samples(requested, model, config) -> int:
@@ -699,13 +794,22 @@ def resolve_num_samples(requested, model, config) -> int:
     return requested
 
 
-def _score_samples(model, config, n, options, run_dir, seed: int):
+def _score_samples(model, config, n, options, run_dir, seed: int, world=None):
     """FID, KID and IS of ``n`` samples against the test split, the sampler options beside
     them, and (when ``run_dir`` is given) ``nearest_neighbours.png``: the first samples, each
-    beside its nearest training images in the classifier's feature space."""
+    beside its nearest training images in the classifier's feature space.  With several ranks
+    they share the sampling, rank 0 scores, and every rank returns its scores."""
+    samples = draw_samples(model, n, options, world=world)
+    if world is None or world.size == 1:
+        return _scores_of(samples, config, options, run_dir, seed)
+    from .distributed import agree
+    return agree(lambda: _scores_of(samples, config, options, run_dir, seed), world,
+                 error=UsageError)
+
+
+def _scores_of(samples, config, options, run_dir, seed):
     from . import metrics
     from .utils.image import save_image
-    samples = draw_samples(model, n, options)
     try:
         scores = metrics.sample_quality(samples, dataset=config["dataset"], split="test",
                                         seed=seed)
@@ -760,6 +864,9 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--sample-every", type=int, metavar="K", help="write a sample grid every K "
                    "steps")
     t.add_argument("--checkpoint-every", type=int, metavar="K")
+    t.add_argument("--sync-batchnorm", action="store_true", help="data-parallel runs (mpiexec "
+                   "-n N nanogen train ...): batch norm over the global batch "
+                   "(nn.SyncBatchNorm) instead of each rank's share")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -829,15 +936,28 @@ def _add_sampler_flags(parser):
                         "samplers that take few (DDIM)")
 
 
+def _world_of(config):
+    """The ranks an ``mpiexec`` started for sample / eval (one process otherwise)."""
+    from . import distributed
+    return distributed.init(config.get("device", "cpu"))
+
+
+def _rank() -> int:
+    """This process's rank in an mpiexec run (0 otherwise), known even before MPI starts."""
+    from .distributed import launched_rank
+    return launched_rank()
+
+
 def _user_errors():
     """The exception types that mean 'bad input', reported as one line."""
     from .data import DatasetError
     from .models import UnknownModelError
+    from .distributed import DistributedError
     from .serialization import SerializationError
     from .pretrained import PretrainedError
     from .training import CheckpointError
     return (UsageError, UnknownModelError, DatasetError, CheckpointError, SerializationError,
-            PretrainedError)
+            PretrainedError, DistributedError)
 
 
 def _show_warning(args):
@@ -866,8 +986,11 @@ def main(argv=None) -> int:
             raise
         message = " ".join(str(e).split())         # one line, whatever the message holds
         if isinstance(e, _user_errors()):
-            print(f"nanogen {args.command}: error: {message}", file=sys.stderr)
+            if _rank() == 0:        # every rank of an mpiexec run meets the same bad input
+                print(f"nanogen {args.command}: error: {message}", file=sys.stderr)
             return 2
+        if _rank() > 0:
+            message = f"[rank {_rank()}] {message}"
         print(f"nanogen {args.command}: unexpected {type(e).__name__}: {message} "
               f"(set NANOGEN_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -16,11 +16,12 @@ import numpy as np
 from . import backend
 
 __all__ = ["manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_state", "generator",
-           "draw", "fork_rng"]
+           "draw", "fork_rng", "sharded"]
 
 _seed = 0
 _cpu = np.random.Generator(np.random.PCG64(_seed))
 _gpu = None
+_shard = None           # (rank, ranks) inside ``sharded``
 
 
 def manual_seed(seed: int):
@@ -74,7 +75,17 @@ def set_rng_state(state):
 
 
 def draw(kind, shape, dtype, device, **kw):
-    """One array of random numbers on ``device``: kind is 'uniform', 'normal' or 'integers'."""
+    """One array of random numbers on ``device``: kind is 'uniform', 'normal' or 'integers'.
+    Inside :func:`sharded` a draw of shape (n, ...) is rank r's rows of a draw of (N n, ...)."""
+    if _shard is not None and len(shape) >= 1:
+        rank, ranks = _shard
+        n = shape[0]
+        whole = _draw(kind, (n * ranks,) + tuple(shape[1:]), dtype, device, **kw)
+        return whole[rank * n:(rank + 1) * n]
+    return _draw(kind, shape, dtype, device, **kw)
+
+
+def _draw(kind, shape, dtype, device, **kw):
     g = generator(device)
     if kind == "uniform":
         arr = g.random(shape, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32)
@@ -86,6 +97,27 @@ def draw(kind, shape, dtype, device, **kw):
     else:
         raise ValueError(kind)
     return arr.astype(dtype, copy=False)
+
+
+@contextlib.contextmanager
+def sharded(rank: int, ranks: int):
+    """Draw per-example random numbers as one of ``ranks`` data-parallel ranks.
+
+    Inside the block, a draw whose first dimension is n (this rank's examples) is drawn for
+    ``ranks * n`` examples and rank ``rank`` keeps rows ``[rank n, (rank + 1) n)``: every rank
+    advances its generator as one process at the global batch would, and gets the numbers that
+    process would have used for its examples (:mod:`nanogen.distributed`).  Draws with no
+    dimension (a scalar) are the same on every rank.  ``ranks == 1`` changes nothing.
+    """
+    global _shard
+    rank, ranks = int(rank), int(ranks)
+    if not 0 <= rank < ranks:
+        raise ValueError(f"sharded: rank must be in [0, {ranks}), got {rank}")
+    saved, _shard = _shard, ((rank, ranks) if ranks > 1 else None)
+    try:
+        yield
+    finally:
+        _shard = saved
 
 
 @contextlib.contextmanager

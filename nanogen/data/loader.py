@@ -13,6 +13,12 @@ restores it, and a resumed run sees exactly the batches an unbroken run would ha
 ``for x, y in loader`` runs from the current position to the end of the epoch; the position
 then moves to (epoch + 1, 0).  Breaking out of the loop leaves it at the first batch not yet
 handed out.
+
+Data parallelism (:mod:`nanogen.distributed`): ``shard=(r, N)`` makes the loader of rank r of N
+read every global batch of ``batch_size`` as one process would, apply ``transform`` to the whole
+batch (so a random transform draws what one process draws), and hand out only rows
+``[r B/N, (r + 1) B/N)``.  The position is the global one: a saved state resumes on any number
+of ranks.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=0,
-                 transform=None, device="cpu"):
+                 transform=None, device="cpu", shard=None):
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"DataLoader needs a dataset with __len__ and __getitem__, got "
                             f"{type(dataset).__name__}")
@@ -71,6 +77,17 @@ class DataLoader:
         backend.check_device_available(self.device)
         self._arrays = getattr(dataset, "arrays", None)
         self._epoch, self._batch = 0, 0
+        self.shard = None
+        if shard is not None:
+            rank, ranks = shard
+            if not (isinstance(ranks, numbers.Integral) and isinstance(rank, numbers.Integral)
+                    and 0 <= rank < ranks):
+                raise ValueError(f"DataLoader: shard must be (rank, ranks) with 0 <= rank < "
+                                 f"ranks, got {shard!r}")
+            if self.batch_size % ranks:
+                raise ValueError(f"DataLoader: batch_size {self.batch_size} does not split "
+                                 f"evenly over {ranks} ranks")
+            self.shard = (int(rank), int(ranks))
 
     # -- the order ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -135,8 +152,19 @@ class DataLoader:
         fields = [fields] if single else list(fields)
         if self.transform is not None:
             fields[0] = self.transform(fields[0])
+        if self.shard is not None:
+            fields = self._rows_of_this_rank(fields)
         tensors = tuple(as_tensor(self._standard_dtype(f), device=self.device.type) for f in fields)
         return tensors[0] if single else tensors
+
+    def _rows_of_this_rank(self, fields):
+        rank, ranks = self.shard
+        n = len(fields[0])
+        if n % ranks:
+            raise ValueError(f"DataLoader: a batch of {n} examples does not split evenly over "
+                             f"{ranks} ranks (the last batch of an epoch without drop_last?)")
+        rows = slice(rank * n // ranks, (rank + 1) * n // ranks)
+        return [np.asarray(f)[rows] for f in fields]
 
     @staticmethod
     def _standard_dtype(field):
@@ -150,5 +178,6 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, seed={self.seed}, "
-                f"transform={self.transform!r}, device={str(self.device.type)!r})")
+                f"transform={self.transform!r}, device={str(self.device.type)!r}"
+                + (f", shard={self.shard}" if self.shard else "") + ")")
 

@@ -21,8 +21,8 @@ from .linear import Linear
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "InstanceNorm1d", "InstanceNorm2d", "GroupNorm",
-           "LayerNorm", "AdaIN"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "InstanceNorm1d", "InstanceNorm2d",
+           "GroupNorm", "LayerNorm", "AdaIN"]
 
 
 class _NormBase(Module):
@@ -117,6 +117,83 @@ class BatchNorm2d(_BatchNorm):
     """Batch norm over (N, C, H, W) inputs."""
     _dims = (4,)
     _expects = "a 4-D (N, C, H, W)"
+
+
+class SyncBatchNorm(_BatchNorm):
+    r"""Batch norm whose training statistics are those of the *global* batch of a data-parallel
+    run (:mod:`nanogen.distributed`): each rank sums its per-channel count, :math:`\sum x` and
+    then :math:`\sum (x - \mu)^2`, and :func:`~nanogen.distributed.all_reduce` adds the sums
+    over the ranks, so
+
+    .. math:: \mu = \frac{\sum_r \sum_{i \in r} x_i}{\sum_r n_r}, \qquad
+              \sigma^2 = \frac{\sum_r \sum_{i \in r} (x_i - \mu)^2}{\sum_r n_r}
+
+    are what one process sees on the whole batch.  The sum is differentiable (its backward sums
+    the gradients over the ranks too), so the gradients are the global batch's as well.  In one
+    process, or in eval mode (running statistics), it is :class:`BatchNorm2d` exactly.  Inputs
+    (N, C, *) with at least two dims; ``process_group`` is the world to reduce over (default:
+    :func:`nanogen.distributed.world`).  :meth:`convert_sync_batchnorm` swaps every batch norm
+    of a model for one, weights and statistics kept (PyTorch's names).
+    """
+
+    _dims = (2, 3, 4, 5)
+    _expects = "an (N, C, *)"
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group=None,
+                 device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device,
+                         dtype)
+        self.process_group = process_group
+
+    def forward(self, input):
+        from .. import distributed
+        world = self.process_group or distributed.world()
+        if not self.training or world.size == 1:
+            return super().forward(input)
+        self._check_input(input)
+        axes = (0,) + tuple(range(2, input.ndim))
+        shape = (1, -1) + (1,) * (input.ndim - 2)
+        count = input.numel() // input.shape[1]
+        sums = distributed.all_reduce(input.sum(axes), world)
+        total = count * world.size                  # every rank holds B / N examples
+        mean = sums / total
+        centred = input - mean.reshape(shape)
+        var = distributed.all_reduce((centred * centred).sum(axes), world) / total
+        out = centred / (var + self.eps).sqrt().reshape(shape)
+        if self.affine:
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        if self.track_running_stats:
+            self.num_batches_tracked.data[...] += 1
+            momentum = (1.0 / float(self.num_batches_tracked.item()) if self.momentum is None
+                        else self.momentum)
+            with no_grad():
+                unbiased = var.detach() * (total / max(total - 1, 1))
+                self.running_mean.copy_(self.running_mean * (1 - momentum)
+                                        + mean.detach() * momentum)
+                self.running_var.copy_(self.running_var * (1 - momentum) + unbiased * momentum)
+        return out
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every ``BatchNorm1d`` / ``BatchNorm2d`` replaced by a SyncBatchNorm
+        holding the same weights and running statistics (returns the new module when
+        ``module`` itself is one)."""
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            like = module.weight if module.affine else module.running_mean
+            sync = cls(module.num_features, module.eps, module.momentum, module.affine,
+                       module.track_running_stats, process_group,
+                       device=None if like is None else like.device,
+                       dtype=None if like is None else like.dtype)
+            sync.load_state_dict(module.state_dict())
+            sync.train(module.training)
+            return sync
+        for name, child in list(module._modules.items()):
+            if child is not None:
+                converted = cls.convert_sync_batchnorm(child, process_group)
+                if converted is not child:
+                    setattr(module, name, converted)
+        return module
 
 
 class _InstanceNorm(_NormBase):

@@ -33,6 +33,13 @@ the weights as they are (unchanged, unless the interruption came during the opti
 
 ``seconds`` counts the time spent in training steps (fetching the batch and updating), not in
 drawing samples, plotting or saving, so that steps per second compare across runs.
+
+Several ranks (``world``, :mod:`nanogen.distributed`).  Each rank runs this loop with a loader
+sharded to its rows of every global batch; the steps run inside
+:func:`nanogen.random.sharded`, the optimizers average the gradients over the ranks, and the
+logged values are averaged too, so the run is the one process's at the same global batch.
+Rank 0 alone writes the run directory (config, log, grids, checkpoints); a checkpoint rank 0
+reads for ``resume`` is sent to the others, and an error it finds there stops every rank.
 """
 from __future__ import annotations
 
@@ -105,7 +112,8 @@ class RunFiles:
 # ------------------------------------------------------------------------------ the loop
 def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sample_every=500,
           checkpoint_every=500, log_every=10, num_samples=64, sample_seed=0,
-          progress=True, lr_schedule="constant", ema_decay=None, on_start=None) -> TrainResult:
+          progress=True, lr_schedule="constant", ema_decay=None, on_start=None,
+          world=None) -> TrainResult:
     """Train ``model`` on batches from ``loader`` up to ``steps`` updates in total.
 
     ``model`` is a :class:`~nanogen.models.GenerativeModel`; ``loader`` yields ``(x, y)``
@@ -132,15 +140,29 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
     ``on_start(step)``, if given, is called once the run directory is open and any checkpoint
     restored, before the first step: a caller that announces the run there says nothing about
     a run that cannot start.
+
+    ``world`` (default :func:`nanogen.distributed.world`): the data-parallel ranks; with more
+    than one, ``loader`` must be sharded to this rank (``DataLoader(..., shard=(rank, N))``)
+    and only rank 0 writes files (see the module docstring).
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}: use one of {LR_SCHEDULES}")
     _check_arguments(model, loader, steps, config, log_every=log_every,
                      sample_every=sample_every, checkpoint_every=checkpoint_every,
                      num_samples=num_samples)
+    from .. import distributed
+    world = world or distributed.world()
+    main = world.rank == 0
+    if world.size > 1 and getattr(loader, "shard", None) != (world.rank, world.size):
+        raise ValueError(f"train: with {world.size} ranks the loader must be sharded to this "
+                         f"rank: DataLoader(..., shard=({world.rank}, {world.size})), got "
+                         f"shard={getattr(loader, 'shard', None)}")
     files = RunFiles(os.fspath(out_dir))
-    checkpoint = _open_run_directory(files, config, resume)
+    checkpoint = distributed.agree(lambda: _open_run_directory(files, config, resume), world)
     optimizers = _configure_optimizers(model, lr)
+    if world.size > 1:
+        optimizers = {name: distributed.DistributedOptimizer(opt, world)
+                      for name, opt in optimizers.items()}
     for opt in optimizers.values():
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -157,20 +179,24 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                                   f"requested {steps} steps: ask for more steps to go on")
     if on_start is not None:
         on_start(step)
-    write_json(files.config, config)
-    # a fresh run starts a fresh log; a resumed one drops what was logged after its checkpoint
-    log = TrainingLog(files.log)
-    log.keep_until(step)
+    if main:
+        write_json(files.config, config)
+        # a fresh run starts a fresh log; a resumed one drops what was logged after its
+        # checkpoint
+        log = TrainingLog(files.log)
+        log.keep_until(step)
     if step == steps:
-        return TrainResult(step, _logged_values(log.last()), seconds, files.root)
+        return TrainResult(step, _logged_values(log.last()) if main else {}, seconds,
+                           files.root)
 
     def save(position):
-        save_checkpoint(files.checkpoint, step=step, seconds=seconds, config=config,
-                        model=model, optimizers=optimizers, rng_state=position.rng,
-                        loader_state=position.loader, ema=ema)
+        if main:
+            save_checkpoint(files.checkpoint, step=step, seconds=seconds, config=config,
+                            model=model, optimizers=optimizers, rng_state=position.rng,
+                            loader_state=position.loader, ema=ema)
 
     name = str(config.get("model") or type(model).__name__)
-    bar = _progress_bar(progress, total=steps, initial=step, desc=name)
+    bar = _progress_bar(progress and main, total=steps, initial=step, desc=name)
     batches = _endless_batches(loader)
     logs = {}
     model.train()
@@ -184,7 +210,9 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 _set_learning_rates(optimizers, learning_rate_factor(lr_schedule, step, steps))
                 start = time.perf_counter()
                 batch = _step_batch(batches, getattr(model, "batches_per_step", 1))
-                logs = _as_log_values(model.training_step(batch, optimizers))
+                with ng_random.sharded(world.rank, world.size):
+                    logs = _as_log_values(model.training_step(batch, optimizers))
+                logs = distributed.average_logs(logs, world)
                 if ema is not None:
                     ema.update()
                 seconds += time.perf_counter() - start
@@ -193,9 +221,9 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                                 refresh=False)
                 bar.update(1)
                 last = step == steps
-                if step % log_every == 0 or last:
+                if main and (step % log_every == 0 or last):
                     log.append({"step": step, **logs, "seconds": round(seconds, 3)})
-                if step % sample_every == 0 or last:
+                if main and (step % sample_every == 0 or last):
                     with ema.average_parameters() if ema is not None else nullcontext():
                         _write_samples(model, num_samples, sample_seed, files, step)
                     _plot_losses(log, files, title=name)

@@ -13,10 +13,16 @@ THREADS = 128     # threads per block
 _BUILT = {}
 
 
-def array_module_of(a):
-    """The array module of ``a``: NumPy (the CPU, and "cuda" under the simulator) or CuPy.
-    CUDA versions allocate their outputs with it."""
+def array_module_of(a, device=None):
+    """The array module of ``a``: NumPy on the CPU, CuPy on a GPU.  CUDA versions allocate
+    their outputs with it.  Under numba's simulator a "cuda" array is a NumPy array too: drivers
+    that know they run on ``device="cuda"`` say so, and get nanogen's CuPy-shaped namespace over
+    NumPy (:mod:`nanogen.simulated_cupy`), so that their GPU-only branches (cuBLAS GEMMs in
+    place of the CPU's BLAS drivers and scratch pools) run there too."""
     if isinstance(a, np.ndarray):
+        if device == "cuda":
+            from ..simulated_cupy import cupy as simulated
+            return simulated
         return np
     import cupy
     return cupy

@@ -475,7 +475,7 @@ def im2col(x, g: Geometry, out=None, device="cpu"):
     """cols (C*T, N, Ho*Wo) of x (N, C, H, W); see the module docstring.  ``device`` "cpu" runs
     the numba CPU kernel, "cuda" the numba.cuda one (CuPy arrays, or NumPy under the
     simulator)."""
-    xp = array_module_of(x)
+    xp = array_module_of(x, device)
     N = x.shape[0]
     P = g.Ho * g.Wo
     if out is None:
@@ -493,7 +493,7 @@ def im2col(x, g: Geometry, out=None, device="cpu"):
 def col2im(cols, g: Geometry, out=None, device="cpu", overwrite_cols=False):
     """x (N, C, H, W) = the adjoint of im2col applied to cols (C*T, N, Ho*Wo).  With
     ``overwrite_cols`` the CPU kernel may zero entries of cols (scratch) to take a faster path."""
-    xp = array_module_of(cols)
+    xp = array_module_of(cols, device)
     N = cols.shape[1]
     if out is None:
         out = xp.empty((N, g.C, g.H, g.W), dtype=cols.dtype)
@@ -584,7 +584,7 @@ def _engine(g: Geometry, device, x=None, w=None, gy=None, b=None, conv=False, co
     used instead of recomputing im2col(x) (a conv's forward hands it to its weight gradient).
     """
     a = x if x is not None else gy
-    xp, dtype, N = array_module_of(a), a.dtype, a.shape[0]
+    xp, dtype, N = array_module_of(a, device), a.dtype, a.shape[0]
     G, Og, Cg, P, K = g.groups, g.Og, g.Cg, g.Ho * g.Wo, g.Cg * g.T
     wm = weight_matrix(w, g) if w is not None else None
     wmt = wm.transpose(0, 2, 1) if conv_t else None     # Wᵀ (G, K, Og), a view

@@ -8,11 +8,14 @@ nanogen keeps every tensor's values in an array owned by a *backend*:
   ``__cuda_array_interface__``.
 * ``"cuda"`` under the simulator -- when ``NUMBA_ENABLE_CUDASIM=1`` is set before numba is
   imported, ``numba.cuda`` runs kernels on the CPU.  A ``"cuda"`` tensor then holds a NumPy array,
-  but every hand-written kernel is routed to its ``numba.cuda`` version, so the CUDA kernels are
+  but every hand-written kernel is routed to its ``numba.cuda`` version, and the device's array
+  module is :data:`nanogen.simulated_cupy.cupy` -- a CuPy-shaped namespace over NumPy, not
+  ``numpy`` itself -- so the CUDA kernels and every GPU-only branch (``xp is not np``) are
   exercised (and compared with the CPU path) on machines without a GPU.
 
 Everything outside the kernels is written against ``xp``, the array module of a device
-(``numpy`` or ``cupy``), obtained with :func:`array_module`.
+(``numpy``, ``cupy``, or the simulated ``cupy``), obtained with :func:`array_module`;
+:func:`cupyx_module` gives the ``cupyx`` that goes with it.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ import os
 
 import numpy as np
 
-__all__ = ["Device", "device", "array_module", "is_cuda_available", "is_cuda_simulator",
-           "to_device_array", "device_of_array"]
+__all__ = ["Device", "device", "array_module", "cupyx_module", "is_cuda_available",
+           "is_cuda_simulator", "to_device_array", "device_of_array"]
 
 _CUPY = None          # the cupy module once imported, False when unavailable
 _CUDA_OK = None       # cached answer of is_cuda_available()
@@ -105,10 +108,15 @@ def device(name) -> Device:
 
 
 def array_module(dev):
-    """The array module (``numpy`` or ``cupy``) that holds arrays of device ``dev``."""
+    """The array module that holds arrays of device ``dev``: ``numpy`` for "cpu"; ``cupy`` for
+    "cuda", or under numba's simulator the CuPy-shaped namespace over NumPy
+    (:mod:`nanogen.simulated_cupy`), so that the GPU-only branches run there too."""
     kind = dev.type if isinstance(dev, Device) else Device(dev).type
-    if kind == "cpu" or is_cuda_simulator():
+    if kind == "cpu":
         return np
+    if is_cuda_simulator():
+        from .simulated_cupy import cupy as simulated
+        return simulated
     cp = _cupy()
     if cp is None:
         raise RuntimeError("device 'cuda' needs CuPy and an NVIDIA GPU: install nanogen[cuda], "
@@ -116,8 +124,22 @@ def array_module(dev):
     return cp
 
 
+def cupyx_module(xp, submodule=""):
+    """CuPy's ``cupyx`` (or ``cupyx.<submodule>``, e.g. ``"scipy.special"``) for the array
+    module ``xp`` of a "cuda" device: the real one, or the simulated one under the simulator."""
+    from . import simulated_cupy
+    if xp is simulated_cupy.cupy:
+        ns = simulated_cupy.cupyx
+        for part in filter(None, submodule.split(".")):
+            ns = getattr(ns, part)
+        return ns
+    import importlib
+    return importlib.import_module("cupyx" + (f".{submodule}" if submodule else ""))
+
+
 def device_of_array(array) -> Device:
-    """The device an array lives on, judged by its type (NumPy arrays are taken as CPU)."""
+    """The device an array lives on, judged by its type (NumPy arrays are taken as CPU, also
+    under the simulator, whose "cuda" arrays are NumPy arrays too: a Tensor knows its device)."""
     cp = _cupy() if type(array).__module__.startswith("cupy") else None
     if cp is not None and isinstance(array, cp.ndarray):
         return CUDA

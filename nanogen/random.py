@@ -2,8 +2,11 @@
 
 ``ng.manual_seed(s)`` reseeds it; ``get_rng_state`` / ``set_rng_state`` capture and restore it
 exactly (checkpoints use them so that a resumed run draws the same numbers as an unbroken one).
-CPU tensors and the simulated GPU draw from a NumPy PCG64 generator; a real GPU draws from a
-CuPy generator seeded from the same seed.
+CPU tensors draw from a NumPy PCG64 generator; device "cuda" from a generator of its own seeded
+from the same seed: CuPy's on a real GPU, NumPy's PCG64 under numba's simulator (the simulated
+CuPy's ``random.default_rng``), so there a seeded "cuda" stream starts as the CPU's does.  The
+rng state holds the CPU generator only: a run resumed on "cuda" restarts the device's stream
+from the seed (a known gap, an expected failure in tests/cuda/test_gpu_branches.py).
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..autograd import is_grad_enabled
+from ..backend import cupyx_module
 from ..kernels.scatter import scatter_add_rows_cpu
 from ..tensor import Tensor
 from ._util import normalize_dim
@@ -52,11 +53,32 @@ def _integer_form(idx, xp):
     return tuple(out)
 
 
+# the dtypes CuPy's scatter-add (CUDA's atomicAdd) takes: int32, uint32, uint64, float16/32/64
+_ATOMIC_ADD_DTYPES = frozenset(np.dtype(c) for c in "iIQefd")
+
+
+def _scatter_add_device(xp, out, idx, values):
+    """``cupyx.scatter_add(out, idx, values)`` for integer and bool dtypes too.  CuPy's atomic
+    kernel refuses int64, int8/16, uint8/16 and bool: int64 adds bit for bit as uint64 (two's
+    complement), the others add in an int64 copy and are cast back, which wraps (and ORs bools)
+    as NumPy's ``add.at`` does on the CPU."""
+    scatter_add = cupyx_module(xp).scatter_add
+    if out.dtype in _ATOMIC_ADD_DTYPES or out.dtype.kind not in "biu":
+        scatter_add(out, idx, values)
+        return
+    values = xp.asarray(values).astype(np.int64).view(np.uint64)
+    if out.dtype == np.int64:
+        scatter_add(out.view(np.uint64), idx, values)
+    else:
+        wide = out.astype(np.int64)
+        scatter_add(wide.view(np.uint64), idx, values)
+        out[...] = wide.astype(out.dtype)
+
+
 def _scatter_add(xp, out, idx, values):
     """``out[idx] += values``, accumulating where an index repeats (in place)."""
-    if xp is not np:  # pragma: no cover - needs a GPU
-        import cupyx
-        cupyx.scatter_add(out, idx, values)
+    if xp is not np:        # CuPy's atomic kernel (the simulated one under NUMBA_ENABLE_CUDASIM)
+        _scatter_add_device(xp, out, idx, values)
     elif (len(idx) == 1 and isinstance(idx[0], np.ndarray) and idx[0].dtype.kind in "iu"
           and out.ndim > 1 and out.flags.c_contiguous and idx[0].size > 1):
         # an embedding's gradient: one compiled loop over rows, not add.at's element loop

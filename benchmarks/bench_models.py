@@ -306,13 +306,13 @@ def main():
     args = parser.parse_args()
     if args.worker:
         print(time_in_this_process(args.worker, WORKLOADS[args.only][1], args.repeats,
-                                   args.threads))
+                                   args.threads, args.device))
         return
     rows = []
     for key in args.only.split(","):
         name = WORKLOADS[key][0]
         ours, theirs = time_in_processes(__file__, args.rounds, args.repeats, args.threads,
-                                         "--only", key)
+                                         "--only", key, device=args.device)
         rows.append((name, ours, theirs))
         print(f"  {name}: {ours * 1e3:.1f} ms" + (f" vs {theirs * 1e3:.1f} ms"
                                                     if theirs else ""), flush=True)

@@ -64,7 +64,8 @@ def lstm_lm_step(lib, batch=BATCH, steps=STEPS):
 
 
 def bench_lm(args):
-    ours, theirs = time_in_processes(__file__, args.rounds, args.repeats, args.threads)
+    ours, theirs = time_in_processes(__file__, args.rounds, args.repeats, args.threads,
+                                     device=args.device)
     name = f"LSTM LM step (2x{HIDDEN}, T={STEPS}, N={BATCH})"
     print(f"  {name}: {ours * 1e3:.1f} ms" + (f" vs PyTorch {theirs * 1e3:.1f} ms"
                                                if theirs else ""), flush=True)
@@ -156,7 +157,8 @@ def main():
     if args.quick:
         args.rounds, args.repeats = 1, 2
     if args.worker:
-        print(time_in_this_process(args.worker, lstm_lm_step, args.repeats, args.threads))
+        print(time_in_this_process(args.worker, lstm_lm_step, args.repeats, args.threads,
+                                   args.device))
         return
     rows = []
     for key in args.only.split(","):

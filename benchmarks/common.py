@@ -44,21 +44,30 @@ def try_torch(threads=None):
     return torch
 
 
-def time_in_this_process(lib_name, make_step, repeats, threads):
+def time_in_this_process(lib_name, make_step, repeats, threads, device="cpu"):
     """Best-of-3 median step time of ``make_step(lib)`` with one library ("nanogen" or
-    "torch"), seeded, in this process; None when PyTorch is asked for and not installed."""
+    "torch"), seeded, in this process; None when PyTorch is asked for and not installed.
+    ``device="cuda"``: the model and data are built inside the library's default-device block
+    (``with lib.device("cuda")``) and every timed step ends by waiting for the GPU."""
     if lib_name == "torch":
         lib = try_torch(threads)
         if lib is None:
             return None
+        synchronize = lib.cuda.synchronize if device == "cuda" else (lambda: None)
     else:
         import nanogen as lib
+        synchronize = lib.cuda.synchronize
     lib.manual_seed(0)
-    step = make_step(lib)
-    return min(time_step(step, warmup=2, repeats=repeats) for _ in range(3))
+    with lib.device(device):
+        step = make_step(lib)
+
+    def timed():
+        step()
+        synchronize()
+    return min(time_step(timed, warmup=2, repeats=repeats) for _ in range(3))
 
 
-def time_in_processes(script, rounds, repeats, threads, *worker_args):
+def time_in_processes(script, rounds, repeats, threads, *worker_args, device="cpu"):
     """(nanogen seconds, PyTorch seconds or None): ``script --worker LIB --repeats R --threads T
     *worker_args`` run in fresh processes, alternating (nanogen, PyTorch, nanogen, ...) for
     ``rounds`` rounds, each library's figure the best of its rounds.  The worker prints its
@@ -66,7 +75,8 @@ def time_in_processes(script, rounds, repeats, threads, *worker_args):
     the two libraries' thread pools spin after their work and would slow each other down."""
     def run(lib_name):
         out = subprocess.run([sys.executable, script, "--worker", lib_name, "--repeats",
-                              str(repeats), "--threads", str(threads), *worker_args],
+                              str(repeats), "--threads", str(threads), "--device", device,
+                              *worker_args],
                              capture_output=True, text=True, check=True).stdout.split()
         return float(out[-1]) if out and out[-1] != "None" else None
     has_torch = try_torch() is not None
@@ -86,6 +96,8 @@ def comparison_arguments(parser, choices, rounds_help):
     parser.add_argument("--rounds", type=int, default=2, help=rounds_help)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both "
+                        "libraries run (cuda: nanogen with CuPy, PyTorch's CUDA build)")
     parser.add_argument("--worker", choices=["nanogen", "torch"], help=argparse.SUPPRESS)
     return parser
 

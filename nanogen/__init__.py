@@ -14,7 +14,7 @@ from .functional import *  # noqa: F401,F403  (ng.exp, ng.cat, ng.where, ng.matm
 from .creation import *  # noqa: F401,F403
 from . import autograd
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from .backend import Device, device
+from .backend import Device, default_device, device, set_default_device
 from .random import get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from . import cuda
 

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-__all__ = ["Device", "device", "array_module", "cupyx_module", "is_cuda_available",
+__all__ = ["Device", "device", "default_device", "set_default_device", "array_module", "cupyx_module", "is_cuda_available",
            "is_cuda_simulator", "to_device_array", "device_of_array"]
 
 _CUPY = None          # the cupy module once imported, False when unavailable
@@ -62,9 +62,14 @@ def is_cuda_available() -> bool:
 
 
 class Device:
-    """A device name, ``"cpu"`` or ``"cuda"``; compares equal to its string (``x.device == "cpu"``)."""
+    """A device name, ``"cpu"`` or ``"cuda"``; compares equal to its string (``x.device == "cpu"``).
 
-    __slots__ = ("type",)
+    As a context manager it is the default device of the block, as in PyTorch: ``with
+    ng.device("cuda"): model = Net()`` builds the parameters, and ``ng.tensor``, ``ng.zeros``,
+    ``ng.randn`` ... create their tensors, on the GPU unless told otherwise
+    (:func:`set_default_device` sets it for good)."""
+
+    __slots__ = ("type", "_previous")
 
     def __init__(self, name):
         if isinstance(name, Device):
@@ -97,9 +102,34 @@ class Device:
     def __str__(self):
         return self.type
 
+    def __enter__(self):
+        self._previous = default_device()
+        set_default_device(self)
+        return self
+
+    def __exit__(self, *exc):
+        set_default_device(self._previous)
+        return False
+
 
 CPU = Device("cpu")
 CUDA = Device("cuda")
+_DEFAULT = CPU
+
+
+def default_device() -> Device:
+    """Where tensors are created when no ``device=`` says otherwise ("cpu" unless
+    :func:`set_default_device` or a ``with ng.device(...)`` block changed it)."""
+    return _DEFAULT
+
+
+def set_default_device(dev) -> None:
+    """Create tensors on ``dev`` when no ``device=`` is given (``torch.set_default_device``);
+    a device that is not available is refused here, not at the first tensor."""
+    global _DEFAULT
+    dev = Device(dev)
+    check_device_available(dev)
+    _DEFAULT = dev
 
 
 def device(name) -> Device:

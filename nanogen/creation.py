@@ -20,7 +20,7 @@ __all__ = ["tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty"
 
 
 def _dev(device):
-    dev = Device(device if device is not None else "cpu")
+    dev = Device(device) if device is not None else backend.default_device()
     backend.check_device_available(dev)
     return dev
 
@@ -42,7 +42,8 @@ def as_tensor(data, dtype=None, device=None):
     if isinstance(data, Tensor) and (dtype is None or data.dtype == np.dtype(dtype)) and \
             (device is None or data.device == device):
         return data
-    if isinstance(data, np.ndarray) and device in (None, "cpu") and \
+    if isinstance(data, np.ndarray) and (device == "cpu" or device is None and
+                                         backend.default_device() == "cpu") and \
             (dtype is None or data.dtype == np.dtype(dtype)):
         return Tensor._make(data, backend.CPU)
     return Tensor(data, dtype=dtype, device=device)

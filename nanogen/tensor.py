@@ -45,6 +45,13 @@ def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 
+def _device_of_new_data(data):
+    """Where ``ng.tensor(data)`` puts data given without a device: a CuPy array stays on the
+    GPU; anything else goes to the default device (the CPU unless ``ng.device(...)`` says)."""
+    dev = backend.device_of_array(data)
+    return dev if dev.type == "cuda" else backend.default_device()
+
+
 def _infer_array(data, dtype, xp):
     """Turn Python data or an array into an array, with PyTorch's dtype rules:
     NumPy arrays keep their dtype; Python floats give the default dtype (float32); Python ints
@@ -111,7 +118,7 @@ class Tensor:
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         dev = Device(device) if device is not None else (
-            data._device if isinstance(data, Tensor) else backend.device_of_array(data))
+            data._device if isinstance(data, Tensor) else _device_of_new_data(data))
         arr = _infer_array(data, dtype, None)
         arr = backend.to_device_array(arr, dev)
         if isinstance(data, Tensor) or arr is data:

@@ -200,6 +200,21 @@ def test_devices_without_a_gpu():
             x.to("cuda")
         with pytest.raises(RuntimeError, match="'cuda' is not available"):
             ng.zeros(2, device="cuda")
+        with pytest.raises(RuntimeError, match="'cuda' is not available"):
+            ng.set_default_device("cuda")            # refused at once, not at the first tensor
+        assert ng.default_device() == "cpu"
+
+
+def test_the_default_device_is_where_new_tensors_go_and_a_block_restores_it():
+    assert ng.default_device() == "cpu"
+    with ng.device("cpu") as dev:
+        assert dev == "cpu" and ng.zeros(1).device == "cpu"
+    try:
+        with ng.device("cpu"):
+            raise KeyError("inside")
+    except KeyError:
+        pass
+    assert ng.default_device() == "cpu"
 
 
 def test_shape_errors_name_the_shapes():

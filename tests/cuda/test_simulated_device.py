@@ -60,3 +60,22 @@ def test_numba_cuda_kernel_runs_on_a_cuda_tensor():
     out = ng.zeros(10, device="cuda")
     axpy[2, 8](np.float32(2.0), x.data, y.data, out.data)
     assert out.tolist() == [2.0 * i + 1.0 for i in range(10)]
+
+
+def test_a_default_device_block_creates_everything_on_cuda():
+    """``with ng.device("cuda")``: parameters, factories, ng.tensor of a NumPy array and
+    as_tensor land on the GPU; outside the block, and after it, the CPU again."""
+    with ng.device("cuda"):
+        layer = ng.nn.Linear(2, 3)
+        made = [ng.zeros(3), ng.randn(2), ng.tensor(np.ones(2)), ng.as_tensor(np.ones(2)),
+                ng.arange(3)]
+        assert ng.default_device() == "cuda"
+        assert ng.zeros(1, device="cpu").device == "cpu"          # an explicit device wins
+    assert all(p.device == "cuda" for p in layer.parameters())
+    assert all(t.device == "cuda" for t in made)
+    assert ng.default_device() == "cpu" and ng.zeros(1).device == "cpu"
+    ng.set_default_device("cuda")
+    try:
+        assert ng.ones(2).device == "cuda"
+    finally:
+        ng.set_default_device("cpu")

@@ -36,6 +36,8 @@ from nanogen.metrics import sample_quality
 from nanogen.models.gans import DCGAN
 from nanogen.utils import save_image
 
+from common import add_run_options, endless, start_run   # examples/common.py
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -46,20 +48,14 @@ def main(argv=None):
                    "as many); G mirrors them")
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--num-samples", type=int, default=500, help="samples FID is computed on")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="dcgan.png", help="the sample grid (PNG); the "
-                   "interpolation goes beside it as NAME_interpolation.png")
+    add_run_options(p, "dcgan.png", "the sample grid (PNG); the "
+                    "interpolation goes beside it as NAME_interpolation.png")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not ng.cuda.is_available():
-        print(f"{p.prog}: --device cuda: no GPU is available (CuPy sees no NVIDIA GPU; install "
-              f"nanogen[cuda] on a machine with one, or run with --device cpu)", file=sys.stderr)
-        return 2
-    if not args.out.lower().endswith(".png"):
-        p.error(f"--out {args.out}: the picture is a PNG file, name it NAME.png")
+    status = start_run(p, args)
+    if status is not None:
+        return status
     if args.num_samples < 2:
         p.error(f"--num-samples {args.num_samples}: FID needs at least 2 samples")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 
     ng.manual_seed(args.seed)
     train = load_dataset("mnist5k", "train")
@@ -75,7 +71,7 @@ def main(argv=None):
           f"{args.steps} steps of {args.batch_size} on {args.device}", flush=True)
 
     start = time.time()
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
+    batches = endless(loader)  # epoch after epoch
     for step, batch in enumerate(itertools.islice(batches, args.steps), 1):
         logs = model.training_step(batch, optimizers)       # one D update, then one G update
         if step % 100 == 0 or step == args.steps:

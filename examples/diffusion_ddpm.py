@@ -43,6 +43,8 @@ from nanogen.models.diffusion import DDPM
 from nanogen.optim import ExponentialMovingAverage
 from nanogen.utils import save_image
 
+from common import add_run_options, endless, start_run   # examples/common.py
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -58,18 +60,12 @@ def main(argv=None):
     p.add_argument("--sampler-steps", type=int, default=100, help="network evaluations per "
                    "sample (of the T)")
     p.add_argument("--samples", type=int, default=64, help="images in the sample grid")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="ddpm.png", help="the sample grid (PNG); the reverse "
-                   "chains go beside it as NAME_reverse_process.png")
+    add_run_options(p, "ddpm.png", "the sample grid (PNG); the reverse "
+                    "chains go beside it as NAME_reverse_process.png")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not ng.cuda.is_available():
-        print(f"{p.prog}: --device cuda: no GPU is available (CuPy sees no NVIDIA GPU; install "
-              f"nanogen[cuda] on a machine with one, or run with --device cpu)", file=sys.stderr)
-        return 2
-    if not args.out.lower().endswith(".png"):
-        p.error(f"--out {args.out}: the picture is a PNG file, name it NAME.png")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    status = start_run(p, args)
+    if status is not None:
+        return status
 
     ng.manual_seed(args.seed)
     train = load_dataset("mnist5k", "train")
@@ -88,7 +84,7 @@ def main(argv=None):
           flush=True)
 
     start = time.time()
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
+    batches = endless(loader)  # epoch after epoch
     for step, batch in enumerate(itertools.islice(batches, args.steps), 1):
         logs = model.training_step(batch, optimizers)        # L_simple at a random t per digit
         ema.update()

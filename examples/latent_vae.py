@@ -38,6 +38,8 @@ from nanogen.models.autoencoders import VAE
 from nanogen.models.latent import interpolation_grid
 from nanogen.utils import save_image
 
+from common import add_run_options, endless, start_run   # examples/common.py
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -49,18 +51,12 @@ def main(argv=None):
                    "(the second has twice as many)")
     p.add_argument("--iwae-k", type=int, default=100, help="samples of q per test digit in the "
                    "IWAE bound")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="vae.png", help="the sample grid (PNG); the other pictures "
-                   "go beside it as NAME_reconstructions.png and NAME_interpolation.png")
+    add_run_options(p, "vae.png", "the sample grid (PNG); the other pictures "
+                    "go beside it as NAME_reconstructions.png and NAME_interpolation.png")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not ng.cuda.is_available():
-        print(f"{p.prog}: --device cuda: no GPU is available (CuPy sees no NVIDIA GPU; install "
-              f"nanogen[cuda] on a machine with one, or run with --device cpu)", file=sys.stderr)
-        return 2
-    if not args.out.lower().endswith(".png"):
-        p.error(f"--out {args.out}: the picture is a PNG file, name it NAME.png")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    status = start_run(p, args)
+    if status is not None:
+        return status
 
     ng.manual_seed(args.seed)
     train = load_dataset("mnist5k", "train")
@@ -76,7 +72,7 @@ def main(argv=None):
           f"{args.device}", flush=True)
 
     start = time.time()
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
+    batches = endless(loader)  # epoch after epoch
     for step, batch in enumerate(itertools.islice(batches, args.steps), 1):
         # the loss is recon + KL; training_step logs both and their sum, -ELBO
         logs = model.training_step(batch, optimizers)

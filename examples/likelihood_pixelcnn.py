@@ -34,6 +34,8 @@ from nanogen.models.autoregressive import PixelCNN
 from nanogen.training.loop import learning_rate_factor
 from nanogen.utils import save_image
 
+from common import add_run_options, endless, start_run   # examples/common.py
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -44,18 +46,12 @@ def main(argv=None):
     p.add_argument("--blocks", type=int, default=5, help="residual blocks of mask-B convs")
     p.add_argument("--kernel", type=int, default=5, help="the blocks' mask-B kernel size")
     p.add_argument("--samples", type=int, default=64, help="images in the sample grid")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="pixelcnn.png", help="the sample grid (PNG); the "
-                   "completions go beside it, as NAME_completions.png")
+    add_run_options(p, "pixelcnn.png", "the sample grid (PNG); the "
+                    "completions go beside it, as NAME_completions.png")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not ng.cuda.is_available():
-        print(f"{p.prog}: --device cuda: no GPU is available (CuPy sees no NVIDIA GPU; install "
-              f"nanogen[cuda] on a machine with one, or run with --device cpu)", file=sys.stderr)
-        return 2
-    if not args.out.lower().endswith(".png"):
-        p.error(f"--out {args.out}: the picture is a PNG file, name it NAME.png")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    status = start_run(p, args)
+    if status is not None:
+        return status
 
     ng.manual_seed(args.seed)
     train = load_dataset("mnist5k", "train")                  # 4,000 digits in [0, 1]
@@ -71,7 +67,7 @@ def main(argv=None):
           f"{args.steps} steps of {args.batch_size} on {args.device}", flush=True)
 
     start = time.time()
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epoch after epoch
+    batches = endless(loader)  # epoch after epoch
     for step, batch in enumerate(itertools.islice(batches, args.steps)):
         for group in optimizers["model"].param_groups:
             group["lr"] = args.lr * learning_rate_factor("cosine", step, args.steps)

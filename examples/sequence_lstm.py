@@ -25,7 +25,6 @@ The picture is the training and held-out loss in bits per character against the 
 """
 import argparse
 import math
-import os
 import sys
 import time
 
@@ -35,6 +34,8 @@ import nanogen as ng
 import nanogen.nn.functional as F
 from nanogen import nn
 from nanogen.utils import plot_curves
+
+from common import add_run_options, endless, start_run   # examples/common.py
 
 
 class CharLSTM(nn.Module):
@@ -90,19 +91,13 @@ def main(argv=None):
     p.add_argument("--prompt", default="The ")
     p.add_argument("--length", type=int, default=400, help="characters to generate")
     p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="lstm.png", help="the loss curves (PNG)")
+    add_run_options(p, "lstm.png", "the loss curves (PNG)")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not ng.cuda.is_available():
-        print(f"{p.prog}: --device cuda: no GPU is available (CuPy sees no NVIDIA GPU; install "
-              f"nanogen[cuda] on a machine with one, or run with --device cpu)", file=sys.stderr)
-        return 2
-    if not args.out.lower().endswith(".png"):
-        p.error(f"--out {args.out}: the picture is a PNG file, name it NAME.png")
+    status = start_run(p, args)
+    if status is not None:
+        return status
     if not args.temperature > 0:
         p.error(f"--temperature must be positive, got {args.temperature}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
 
     # the corpus: every help topic, in a fixed order; characters numbered by sorted value
     text = "\n\n".join(topics[key] for key in sorted(topics))

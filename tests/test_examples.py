@@ -28,6 +28,8 @@ SCALE = 2               # the image grids are written with each pixel doubled
 
 
 def load_example(name):
+    if str(EXAMPLES) not in sys.path:          # the scripts import examples/common.py
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -2,6 +2,7 @@
 batch, and the bytes each rank reduces per step.
 
     python benchmarks/bench_distributed.py [--ranks 2] [--steps 60] [--rounds 2] [--models vae,dcgan]
+                                           [--local-batchnorm]
 
 Each figure runs ``nanogen train MODEL --steps S --batch-size 64`` (one process, then
 ``mpiexec -n N``; the rounds alternate the two) and reads the training seconds the run logs
@@ -74,12 +75,14 @@ def main():
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--models", default="vae,dcgan")
+    p.add_argument("--local-batchnorm", action="store_true", help="DCGAN without "
+                   "--sync-batchnorm (each rank normalises its own examples)")
     args = p.parse_args()
     print(f"| model | 1 process, steps/s | {args.ranks} ranks, steps/s | speed-up | "
           f"bytes reduced per step and rank |")
     print("|---|---:|---:|---:|---:|")
     for model in args.models.split(","):
-        extra = ["--sync-batchnorm"] if model == "dcgan" else []
+        extra = ["--sync-batchnorm"] if model == "dcgan" and not args.local_batchnorm else []
         one, many = [], []
         for _ in range(args.rounds):                  # alternate, so drift hits both alike
             one.append(run_steps_per_second(model, args.steps, 1, extra))

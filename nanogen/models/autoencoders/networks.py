@@ -28,7 +28,7 @@ import math
 from ... import nn
 from ...utils.checks import positive_int
 
-__all__ = ["ConvEncoder", "ConvDecoder", "feature_map_shape", "ACTIVATIONS"]
+__all__ = ["ConvEncoder", "ConvDecoder", "feature_map_shape", "check_channels", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 
@@ -48,7 +48,7 @@ def _check_image_shape(image_shape) -> tuple:
     return shape
 
 
-def _check_channels(channels) -> tuple:
+def check_channels(channels) -> tuple:
     channels = tuple(channels)
     if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
         raise ValueError(f"channels must be a non-empty sequence of positive ints, got "
@@ -60,7 +60,7 @@ def feature_map_shape(image_shape, channels) -> tuple:
     """(C_last, H / 2^L, W / 2^L): the encoder's last feature map for ``L = len(channels)``
     stride-2 layers; a ValueError when H or W is not divisible by 2^L."""
     c, h, w = _check_image_shape(image_shape)
-    channels = _check_channels(channels)
+    channels = check_channels(channels)
     factor = 2 ** len(channels)
     if h % factor or w % factor:
         raise ValueError(f"image size {h}x{w} is not divisible by {factor}: {len(channels)} "

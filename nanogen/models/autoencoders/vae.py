@@ -53,7 +53,7 @@ from ..base import GenerativeModel, check_halvings
 from ..likelihood import (bernoulli_log_prob, gaussian_kl_to_standard, gaussian_log_prob,
                           log_mean_exp, standard_normal_log_prob)
 from ..registry import ModelSpec, register
-from .networks import ConvDecoder, ConvEncoder
+from .networks import ConvDecoder, ConvEncoder, check_channels
 
 __all__ = ["VAE", "ELBO", "random_translate"]
 
@@ -110,7 +110,7 @@ class VAE(GenerativeModel):
             raise ValueError(f"VAE: beta must be a non-negative number, got {beta!r}")
         self.image_shape = tuple(image_shape)
         if len(self.image_shape) == 3:
-            check_halvings(self.image_shape, len(tuple(channels)), "VAE")
+            check_halvings(self.image_shape, len(check_channels(channels)), "VAE")
         self.num_classes = num_classes
         self.latent_dim = int(latent_dim)
         self.beta = float(beta)

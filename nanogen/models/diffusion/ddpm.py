@@ -182,8 +182,6 @@ class DDPM(GenerativeModel):
         if reverse_variance not in REVERSE_VARIANCES:
             raise ValueError(f"DDPM: unknown reverse_variance {reverse_variance!r}; choose one "
                              f"of {', '.join(REVERSE_VARIANCES)}")
-        if network is None:
-            check_halvings(image_shape, len(tuple(channel_mults)) - 1, "DDPM's U-Net")
         self.image_shape = image_shape
         self.num_classes = num_classes
         self.schedule = NoiseSchedule.named(schedule, timesteps)
@@ -194,6 +192,8 @@ class DDPM(GenerativeModel):
             image_channels=image_shape[0], channels=channels, channel_mults=channel_mults,
             num_res_blocks=num_res_blocks, attention_levels=attention_levels, heads=heads,
             groups=groups, dropout=dropout)
+        if network is None:           # the U-Net checked its arguments; now the image size
+            check_halvings(image_shape, self.network.num_levels - 1, "DDPM's U-Net")
 
     # -- helpers -------------------------------------------------------------------------------
     def _device(self):

@@ -30,7 +30,7 @@ For MNIST with ``channels=(64, 128)`` (the benchmark's network)::
 from __future__ import annotations
 
 from ... import nn
-from ..autoencoders.networks import feature_map_shape
+from ..autoencoders.networks import check_channels, feature_map_shape
 from ..base import check_halvings
 from ..registry import ModelSpec, register
 from ...utils.checks import positive_int
@@ -102,7 +102,7 @@ class DCGAN(AdversarialModel):
                              f"{image_shape!r} (the MLP GAN, `gan`, handles 2-D points)")
         latent_dim = positive_int(latent_dim, "DCGAN: latent_dim")
         shape, channels = tuple(image_shape), tuple(channels)
-        check_halvings(shape, len(channels), "DCGAN")
+        check_halvings(shape, len(check_channels(channels)), "DCGAN")
         super().__init__(radford_init_(dcgan_generator(latent_dim, shape, channels)),
                          radford_init_(dcgan_discriminator(shape, channels)),
                          latent_dim=latent_dim, sample_shape=shape, loss=loss, k=k)

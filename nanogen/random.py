@@ -2,11 +2,12 @@
 
 ``ng.manual_seed(s)`` reseeds it; ``get_rng_state`` / ``set_rng_state`` capture and restore it
 exactly (checkpoints use them so that a resumed run draws the same numbers as an unbroken one).
-CPU tensors draw from a NumPy PCG64 generator; device "cuda" from a generator of its own seeded
-from the same seed: CuPy's on a real GPU, NumPy's PCG64 under numba's simulator (the simulated
-CuPy's ``random.default_rng``), so there a seeded "cuda" stream starts as the CPU's does.  The
-rng state holds the CPU generator only: a run resumed on "cuda" restarts the device's stream
-from the seed (a known gap, an expected failure in tests/cuda/test_gpu_branches.py).
+CPU tensors draw from a NumPy PCG64 generator.  Device "cuda" draws from generators of its own:
+CuPy's on a real GPU, NumPy's PCG64 under numba's simulator (the simulated CuPy's
+``random.default_rng``).  CuPy's generators cannot be saved (their state lives in cuRAND), so the
+device stream is *counter-based*: its k-th draw since ``manual_seed(s)`` comes from a fresh
+generator seeded with ``[s, k]``.  Its whole state is the count k, which ``get_rng_state``
+stores beside the CPU generator's, so a run resumed on "cuda" draws what an unbroken one draws.
 """
 from __future__ import annotations
 
@@ -23,19 +24,19 @@ __all__ = ["manual_seed", "seed", "initial_seed", "get_rng_state", "set_rng_stat
 
 _seed = 0
 _cpu = np.random.Generator(np.random.PCG64(_seed))
-_gpu = None
+_device_draws = 0       # how many device generators have been handed out since the seed
 _shard = None           # (rank, ranks) inside ``sharded``
 
 
 def manual_seed(seed: int):
     """Seed every generator nanogen uses (CPU and GPU)."""
-    global _seed, _cpu, _gpu
+    global _seed, _cpu, _device_draws
     seed = int(seed)
     if seed < 0:
         raise ValueError(f"manual_seed needs a non-negative seed, got {seed}")
     _seed = seed
     _cpu = np.random.Generator(np.random.PCG64(seed))
-    _gpu = None
+    _device_draws = 0
 
 
 def seed() -> int:
@@ -50,31 +51,38 @@ def initial_seed() -> int:
 
 
 def generator(device="cpu"):
-    """The generator that draws for ``device`` (``numpy`` or ``cupy`` ``Generator``)."""
-    global _gpu
+    """The generator that draws for ``device`` (``numpy`` or ``cupy`` ``Generator``): the CPU's
+    one stream, or for the GPU the next generator of the counter-based device stream (seeded
+    with ``[seed, k]``; take one per draw)."""
+    global _device_draws
     xp = backend.array_module(device)
     if xp is np:
         return _cpu
-    if _gpu is None:
-        _gpu = xp.random.default_rng(_seed)
-    return _gpu
+    g = xp.random.default_rng([_seed, _device_draws])
+    _device_draws += 1
+    return g
 
 
 def get_rng_state():
-    """The CPU generator's state as a uint8 tensor (JSON bytes), like ``torch.get_rng_state``."""
+    """The random state as a uint8 tensor (JSON bytes), like ``torch.get_rng_state``: the CPU
+    generator's state and the device stream's draw count."""
     from .tensor import Tensor
-    blob = json.dumps(_cpu.bit_generator.state).encode()
+    blob = json.dumps({"cpu": _cpu.bit_generator.state, "device_draws": _device_draws}).encode()
     return Tensor(np.frombuffer(blob, dtype=np.uint8).copy())
 
 
 def set_rng_state(state):
-    """Restore a state returned by :func:`get_rng_state`."""
+    """Restore a state returned by :func:`get_rng_state` (one saved before the device count was
+    kept, the CPU state alone, restores the count to 0)."""
+    global _device_draws
     arr = np.asarray(state.numpy() if hasattr(state, "numpy") else state, dtype=np.uint8)
     try:
         st = json.loads(arr.tobytes().decode())
-        _cpu.bit_generator.state = st
+        cpu, draws = (st["cpu"], int(st["device_draws"])) if "cpu" in st else (st, 0)
+        _cpu.bit_generator.state = cpu
     except (ValueError, TypeError, KeyError) as e:
         raise ValueError(f"set_rng_state: not a state made by get_rng_state ({e})") from None
+    _device_draws = draws
 
 
 def draw(kind, shape, dtype, device, **kw):
@@ -134,17 +142,16 @@ def fork_rng(seed=None):
         with ng.random.fork_rng(0):     # the same noise, hence comparable grids, every time
             images = model.sample(64)
 
-    ``seed``: reseed (CPU and GPU) for the block.  ``None`` continues the CPU stream on a copy
-    of the generator; the GPU generator is not copied, so an unseeded block on a GPU draws from
-    a fresh generator seeded with :func:`initial_seed`.
+    ``seed``: reseed (CPU and GPU) for the block.  ``None`` continues both streams on copies (the
+    CPU generator copied, the device count carried on), and puts them back after the block.
     """
-    global _seed, _cpu, _gpu
-    saved = (_seed, _cpu, _gpu)
+    global _seed, _cpu, _device_draws
+    saved = (_seed, _cpu, _device_draws)
     if seed is None:
-        _cpu, _gpu = copy.deepcopy(_cpu), None
+        _cpu = copy.deepcopy(_cpu)
     else:
         manual_seed(seed)
     try:
         yield
     finally:
-        _seed, _cpu, _gpu = saved
+        _seed, _cpu, _device_draws = saved

@@ -35,7 +35,7 @@ import nanogen.nn.functional as F
 from nanogen import nn
 from nanogen.utils import plot_curves
 
-from common import add_run_options, endless, start_run   # examples/common.py
+from common import add_run_options, start_run   # examples/common.py
 
 
 class CharLSTM(nn.Module):

@@ -392,6 +392,7 @@ TINY = {
     "vae": {"channels": [8, 16]},
     "vae-2d": {"channels": [8, 16]},
     "beta-vae": {"channels": [8, 16]},
+    "rbm": {"num_hidden": 8, "sample_steps": 5},
 }
 IMAGE_MODELS = sorted(name for name, spec in all_models().items() if "image" in spec.data_kinds)
 

@@ -16,6 +16,7 @@ _MODEL_MODULES = (
     "nanogen.models.autoencoders",
     "nanogen.models.gans",
     "nanogen.models.diffusion",
+    "nanogen.models.energy",
 )
 
 

@@ -29,10 +29,22 @@ import math
 from .. import functional as ops
 from ..nn import functional as F
 
-__all__ = ["sum_per_example", "bernoulli_log_prob", "gaussian_log_prob", "standard_normal_log_prob",
+__all__ = ["check_binary", "sum_per_example", "bernoulli_log_prob", "gaussian_log_prob", "standard_normal_log_prob",
            "gaussian_kl_to_standard", "log_mean_exp"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def check_binary(x, what: str) -> None:
+    """Refuse data that is not all 0 or 1 -- a [0, 1] image has no likelihood under Bernoulli
+    units -- with a ValueError that names ``what`` and a value found."""
+    x = x.detach()
+    if not bool(((x == 0) | (x == 1)).all().item()):      # on x's device: one number back
+        values = x.to("cpu").numpy()
+        bad = values[(values != 0) & (values != 1)]
+        raise ValueError(f"{what}: pixels must be 0 or 1 (Bernoulli model; binarize the images "
+                         f"of shape {tuple(x.shape)} first), got values such as "
+                         f"{float(bad.flat[0])!r}")
 
 
 def sum_per_example(t):

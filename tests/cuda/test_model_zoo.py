@@ -41,6 +41,7 @@ TINY = {
     "pixelcnn": {"channels": 2, "num_blocks": 1, "head_channels": 2},
     "pixelrnn-diagonal": {"hidden": 2, "num_layers": 1},
     "pixelrnn-row": {"hidden": 2, "num_layers": 1},
+    "rbm": {"num_hidden": 3, "sample_steps": 2},
     "vae": {"channels": [2, 2], "latent_dim": 2},
     "vae-2d": {"channels": [2, 2]},
 }

@@ -31,7 +31,7 @@ from ...autograd import no_grad
 from ...creation import arange, as_tensor, bernoulli, zeros
 from ...utils.checks import positive_int
 from ..base import GenerativeModel, nats_to_bits_per_dim
-from ..likelihood import bernoulli_log_prob
+from ..likelihood import bernoulli_log_prob, check_binary
 
 __all__ = ["RasterAutoregressiveModel", "logit_head"]
 
@@ -58,13 +58,7 @@ class RasterAutoregressiveModel(GenerativeModel):
 
     def _check_binary(self, x, op):
         """Bernoulli pixels must be 0 or 1: a [0, 1] image has no likelihood under the model."""
-        x = x.detach()
-        if not bool(((x == 0) | (x == 1)).all().item()):      # on x's device: one number back
-            values = x.to("cpu").numpy()
-            bad = values[(values != 0) & (values != 1)]
-            raise ValueError(f"{type(self).__name__}.{op}: pixels must be 0 or 1 (Bernoulli "
-                             f"model; binarize the images of shape {tuple(x.shape)} first), "
-                             f"got values such as {float(bad.flat[0])!r}")
+        check_binary(x, f"{type(self).__name__}.{op}")
 
     def _check_labels(self, y, n, op):
         """The class labels a conditional model needs (None for an unconditional one)."""

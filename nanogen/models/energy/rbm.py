@@ -81,9 +81,15 @@ from ..likelihood import check_binary
 from ..registry import ModelSpec, register
 from .ais import AnnealingPath, estimate_log_partition
 
-__all__ = ["BernoulliRBM", "RBM", "RBMAnnealingPath", "CDTraining", "EXACT_LOG_Z_MAX_UNITS"]
+__all__ = ["BernoulliRBM", "BinaryEnergyModel", "RBM", "draw_independent", "RBMAnnealingPath", "CDTraining", "EXACT_LOG_Z_MAX_UNITS"]
 
 EXACT_LOG_Z_MAX_UNITS = 20          # 2^20 configurations of the smaller layer, summed in chunks
+
+
+def draw_independent(logits, n: int):
+    """``n`` rows of independent binary units with the given logits (D,): a base-rate model's
+    sample, where chains start."""
+    return bernoulli(logits.sigmoid().reshape(1, -1).expand(n, -1))
 
 
 # -- the layer ------------------------------------------------------------------------------
@@ -180,7 +186,7 @@ class RBMAnnealingPath(AnnealingPath):
         self.base_logits = base_logits.detach()
 
     def initial_state(self, runs):
-        return bernoulli(self.base_logits.sigmoid().reshape(1, -1).expand(runs, -1))
+        return draw_independent(self.base_logits, runs)
 
     def log_partition_initial(self):
         # the base model's Z times 2^H: at beta = 0 every hidden unit contributes softplus(0)
@@ -240,8 +246,7 @@ class CDTraining(nn.Module):
             if first:                                      # the guide's initial visible biases
                 rbm.visible_bias.copy_(self.base_logits())
             if first and self.persistent:                  # chains start from the base rates
-                self.chains.copy_(bernoulli(rbm.visible_bias.sigmoid().reshape(1, -1)
-                                            .expand(*self.chains.shape)))
+                self.chains.copy_(draw_independent(rbm.visible_bias, len(self.chains)))
             start = self.chains if self.persistent else v
             negative, _ = rbm.gibbs(start, self.cd_k)                  # CD-k / PCD sweeps
             if self.persistent:
@@ -260,43 +265,61 @@ class CDTraining(nn.Module):
 
 
 # -- the model ----------------------------------------------------------------------------------
-class RBM(GenerativeModel):
-    """A Bernoulli RBM on binary images, trained with CD-k (``cd_k``) or PCD
-    (``persistent=True``), judged by its AIS test log-likelihood.
+class BinaryEnergyModel(GenerativeModel):
+    """What the RBM, the DBN and the DBM share: binary images as visible vectors, the settings
+    of Gibbs sampling and of AIS, and the weight cost.
 
     ``sample_steps`` Gibbs sweeps from the base rates draw a sample; ``ais_runs`` and
     ``ais_temperatures`` set :meth:`evaluate`'s estimate of log Z (the paper's 100 and 14,500
-    by default).
+    by default); ``weight_decay`` is the L2 cost on the weights (not the biases).
     """
 
     data_transform = "binary"
+
+    def __init__(self, image_shape, num_classes, *, weight_decay, sample_steps, ais_runs,
+                 ais_temperatures):
+        super().__init__()
+        name = type(self).__name__
+        if len(image_shape) != 3:
+            raise ValueError(f"{name}: image_shape must be (C, H, W), got {image_shape!r}")
+        self.image_shape = tuple(positive_int(d, f"{name}: image_shape") for d in image_shape)
+        self.num_visible = int(np.prod(self.image_shape))
+        self.num_classes = num_classes
+        if weight_decay < 0:
+            raise ValueError(f"{name}: weight_decay must be >= 0, got {weight_decay!r}")
+        self.weight_decay = float(weight_decay)
+        self.sample_steps = positive_int(sample_steps, f"{name}: sample_steps")
+        self.ais_runs = positive_int(ais_runs, f"{name}: ais_runs")
+        self.ais_temperatures = positive_int(ais_temperatures, f"{name}: ais_temperatures")
+
+    def _vectors(self, x, op):
+        """Images (N, C, H, W) in {0, 1} as the visible vectors (N, D)."""
+        name = f"{type(self).__name__}.{op}"
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"{name}: expected images of shape (N, "
+                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+        check_binary(x, name)
+        return x.reshape(len(x), -1)
+
+    def _estimate(self, path):
+        return estimate_log_partition(path, runs=self.ais_runs,
+                                      temperatures=self.ais_temperatures)
+
+
+class RBM(BinaryEnergyModel):
+    """A Bernoulli RBM on binary images, trained with CD-k (``cd_k``) or PCD
+    (``persistent=True``), judged by its AIS test log-likelihood."""
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10, num_hidden: int = 500,
                  cd_k: int = 1, persistent: bool = False, num_chains: int = 64,
                  weight_decay: float = 2e-4, sample_steps: int = 1000, ais_runs: int = 100,
                  ais_temperatures: int = 14_500):
-        super().__init__()
-        if len(image_shape) != 3:
-            raise ValueError(f"RBM: image_shape must be (C, H, W), got {image_shape!r}")
-        self.image_shape = tuple(positive_int(d, "RBM: image_shape") for d in image_shape)
-        self.num_classes = num_classes
-        self.rbm = BernoulliRBM(int(np.prod(self.image_shape)), num_hidden)
-        self.training_state = CDTraining(self.rbm.num_visible, cd_k=cd_k, persistent=persistent,
+        super().__init__(image_shape, num_classes, weight_decay=weight_decay,
+                         sample_steps=sample_steps, ais_runs=ais_runs,
+                         ais_temperatures=ais_temperatures)
+        self.rbm = BernoulliRBM(self.num_visible, num_hidden)
+        self.training_state = CDTraining(self.num_visible, cd_k=cd_k, persistent=persistent,
                                          num_chains=num_chains)
-        if weight_decay < 0:
-            raise ValueError(f"RBM: weight_decay must be >= 0, got {weight_decay!r}")
-        self.weight_decay = float(weight_decay)
-        self.sample_steps = positive_int(sample_steps, "RBM: sample_steps")
-        self.ais_runs = positive_int(ais_runs, "RBM: ais_runs")
-        self.ais_temperatures = positive_int(ais_temperatures, "RBM: ais_temperatures")
-
-    def _vectors(self, x, op):
-        """Images (N, C, H, W) in {0, 1} as the visible vectors (N, D)."""
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"RBM.{op}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-        check_binary(x, f"RBM.{op}")
-        return x.reshape(len(x), -1)
 
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self, lr):
@@ -313,17 +336,14 @@ class RBM(GenerativeModel):
         probabilities of the last sweep."""
         n = positive_int(n, "RBM.sample: n")
         with no_grad():
-            start = bernoulli(self.training_state.base_logits().sigmoid().reshape(1, -1)
-                              .expand(n, -1))
+            start = draw_independent(self.training_state.base_logits(), n)
             _, probs = self.rbm.gibbs(start, self.sample_steps)
         return probs.reshape(n, *self.image_shape)
 
-    def log_partition(self, runs=None, temperatures=None):
+    def log_partition(self):
         """The AIS estimate (:class:`~.ais.AISEstimate`) of log Z, from the base rates of the
         training data seen."""
-        path = self.rbm.annealing_path(self.training_state.base_logits())
-        return estimate_log_partition(path, runs=runs or self.ais_runs,
-                                      temperatures=temperatures or self.ais_temperatures)
+        return self._estimate(self.rbm.annealing_path(self.training_state.base_logits()))
 
     def evaluate(self, loader) -> dict:
         """Test NLL :math:`\\overline{F(v)} + \\log \\hat Z` in nats (and bits/dim), with

@@ -689,6 +689,7 @@ def _grid_width(n: int) -> int:
 def cmd_eval(args):
     target = _load_for_use(args)
     model, config = target.model, target.config
+    _set_ais_options(model, args.ais_runs, args.ais_temperatures)
     # a pretrained model replays the settings its published figure was measured with
     recorded = (target.entry or {}).get("eval") or {}
     seed = args.seed if args.seed is not None else recorded.get("seed", 0)
@@ -714,6 +715,22 @@ def cmd_eval(args):
     _write_json(target.out_dir / "metrics.json", report)
     _write_figures(model, config, target.out_dir)
     return 0
+
+
+def _set_ais_options(model, runs, temperatures):
+    """``--ais-runs`` / ``--ais-temperatures`` on the model, refused for a model with no
+    partition function to estimate."""
+    for flag, name, value in (("--ais-runs", "ais_runs", runs),
+                              ("--ais-temperatures", "ais_temperatures", temperatures)):
+        if value is None:
+            continue
+        if not hasattr(model, name):
+            raise UsageError(f"{flag}: {type(model).__name__} estimates no partition function "
+                             f"(only the energy models do: rbm, dbn, dbm)")
+        if value < (1 if name == "ais_runs" else 4):
+            raise UsageError(f"{flag} must be at least {1 if name == 'ais_runs' else 4}, "
+                             f"got {value}")
+        setattr(model, name, value)
 
 
 def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_samples=None,
@@ -889,6 +906,10 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("dir", metavar="DIR", help=target + "; a pretrained model's defaults are "
                    "the settings its recorded figure was measured with")
     e.add_argument("--device", help="override the run's device (pretrained: cpu)")
+    e.add_argument("--ais-runs", type=int, metavar="M", help="energy models (RBM, DBN, DBM): "
+                   "the number of AIS runs behind log Z (default: the model's, 100)")
+    e.add_argument("--ais-temperatures", type=int, metavar="K", help="energy models: the "
+                   "number of AIS temperatures (default: the model's, 14,500)")
     _add_eval_flags(e)
     e.set_defaults(func=cmd_eval)
 

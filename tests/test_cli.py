@@ -115,6 +115,24 @@ def test_eval_prints_and_saves_metrics(trained_run):
     assert np.isfinite(saved["neg_elbo_nats"]) and saved["neg_elbo_nats"] > 0
 
 
+def test_eval_ais_flags_set_an_energy_models_estimate_and_are_refused_elsewhere(tmp_path,
+                                                                              trained_run):
+    out = tmp_path / "rbm"
+    status, _, err = run_cli("train", "rbm", "--steps", 2, "--batch-size", 8, "--no-progress",
+                             "--arg", "num_hidden=4", "--arg", "sample_steps=2", "--out", out)
+    assert status == 0, err
+    status, printed, err = run_cli("eval", out, "--num-examples", 20, "--ais-runs", 3,
+                                   "--ais-temperatures", 10)
+    assert status == 0, err
+    metrics = json.loads(printed)
+    assert (metrics["ais_runs"], metrics["ais_temperatures"]) == (3, 10)
+    assert metrics["nll_nats_exact"] > 0 and np.isfinite(metrics["nll_nats"])
+    status, _, err = run_cli("eval", trained_run, "--ais-runs", 3)
+    assert status != 0 and "--ais-runs: VAE estimates no partition function" in err
+    status, _, err = run_cli("eval", out, "--ais-temperatures", 3)
+    assert status != 0 and "--ais-temperatures must be at least 4, got 3" in err
+
+
 def test_python_dash_m_runs_the_same_command():
     proc = subprocess.run([sys.executable, "-m", "nanogen", "list"], capture_output=True,
                           text=True, timeout=120)

@@ -393,6 +393,10 @@ TINY = {
     "vae-2d": {"channels": [8, 16]},
     "beta-vae": {"channels": [8, 16]},
     "rbm": {"num_hidden": 8, "sample_steps": 5},
+    "sparse-coding": {"num_atoms": 8, "num_iters": 5},
+    "sparse-coding-digits": {"num_atoms": 8, "num_iters": 5},
+    "sparse-coding-hierarchical": {"num_atoms": 4, "num_atoms2": 4, "num_iters": 5,
+                                   "first_layer_steps": 1},
 }
 IMAGE_MODELS = sorted(name for name, spec in all_models().items() if "image" in spec.data_kinds)
 

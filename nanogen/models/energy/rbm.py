@@ -73,6 +73,7 @@ import numpy as np
 from ... import nn
 from ...autograd import no_grad
 from ...creation import bernoulli, normal, zeros
+from ...tensor import int64
 from ...nn import functional as F
 from ...optim import SGD
 from ...utils.checks import positive_int
@@ -218,9 +219,10 @@ class CDTraining(nn.Module):
         self.persistent = bool(persistent)
         self.momentum_switch = int(momentum_switch)
         self.initial_momentum, self.final_momentum = float(initial_momentum), float(momentum)
-        self.register_buffer("updates", zeros(1))
-        self.register_buffer("data_sum", zeros(num_visible))
-        self.register_buffer("data_count", zeros(1))
+        # counts as integers: exact however long the run, and shipped as they are
+        self.register_buffer("updates", zeros(1, dtype=int64))
+        self.register_buffer("data_sum", zeros(num_visible))      # exact in float32 to 2^24
+        self.register_buffer("data_count", zeros(1, dtype=int64))
         if self.persistent:
             num_chains = positive_int(num_chains, "RBM: num_chains")
             self.register_buffer("chains", zeros(num_chains, num_visible))
@@ -234,7 +236,7 @@ class CDTraining(nn.Module):
     def base_logits(self):
         """:math:`b_A = \\log(\\bar v / (1 - \\bar v))` from the data seen so far, smoothed by
         one pseudo-count each way (a pixel never on gets a finite bias)."""
-        mean = (self.data_sum + 1.0) / (self.data_count + 2.0)
+        mean = (self.data_sum + 1.0) / (self.data_count.item() + 2.0)
         return (mean / (1.0 - mean)).log()
 
     def step(self, rbm: BernoulliRBM, v, optimizer) -> dict:
@@ -242,7 +244,7 @@ class CDTraining(nn.Module):
         first = self.updates.item() == 0
         with no_grad():
             self.data_sum.copy_(self.data_sum + v.sum(0))
-            self.data_count.copy_(self.data_count + float(len(v)))
+            self.data_count.copy_(self.data_count + len(v))
             if first:                                      # the guide's initial visible biases
                 rbm.visible_bias.copy_(self.base_logits())
             if first and self.persistent:                  # chains start from the base rates
@@ -259,7 +261,7 @@ class CDTraining(nn.Module):
         loss.backward()
         optimizer.step()
         with no_grad():
-            self.updates.copy_(self.updates + 1.0)
+            self.updates.copy_(self.updates + 1)
             error = float(rbm.reconstruction_error(v).mean().item())
         return {"loss": error, "free_energy_gap": float(loss.item())}
 

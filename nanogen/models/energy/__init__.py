@@ -3,3 +3,4 @@ Boltzmann machines (their partition functions estimated by annealed importance s
 belief networks, and sparse coding."""
 from . import rbm  # noqa: F401  (registers "rbm")
 from . import sparse_coding  # noqa: F401  (registers the three "sparse-coding" models)
+from . import dbm  # noqa: F401  (registers "dbm")

@@ -165,5 +165,6 @@ register(ModelSpec(
     name="dbn",
     summary="deep belief net: RBMs 784-500-500 stacked greedily (CD-1); bound on NLL by AIS",
     build=DBN,
-    steps=3000, batch_size=64, lr=0.05, sample_every=1000, num_samples=64,
+    # the RBM's learning rate (see rbm.py's tuning); 1,500 CD-1 steps per layer
+    steps=3000, batch_size=64, lr=0.003, sample_every=1000, num_samples=64,
 ))

@@ -35,9 +35,11 @@ RESCORE_RTOL = 1e-4
 def rescore(model, entry):
     """The entry's ``check`` evaluation again, with the settings it records."""
     check = entry["check"]
-    return cli.evaluate_model(model, dict(entry["config"], device="cpu"), seed=check["seed"],
-                              num_examples=check["num_examples"],
-                              num_samples=check["num_samples"], options=check["sampler"] or {})
+    with pretrained.model_options(model, check.get("model_options", {})):
+        return cli.evaluate_model(model, dict(entry["config"], device="cpu"),
+                                  seed=check["seed"], num_examples=check["num_examples"],
+                                  num_samples=check["num_samples"],
+                                  options=check["sampler"] or {})
 
 
 def assert_same_metrics(got, recorded, rtol=RESCORE_RTOL):
@@ -317,6 +319,23 @@ def test_a_gan_ships_its_generator_only(runs, shelf):
     assert status == 0, err
     assert json.loads(out)["fid"] == entry["eval"]["metrics"]["fid"]
     assert_same_metrics(rescore(shipped, entry), entry["check"]["metrics"], 1e-12)
+
+
+def test_an_energy_models_check_records_its_short_ais_and_rescores_with_it(tmp_path, shelf):
+    run = train_tiny(tmp_path / "rbm", ["rbm", "--steps", 2, "--batch-size", 8,
+                                        "--arg", "num_hidden=30", "--arg", "sample_steps=2",
+                                        "--arg", "ais_temperatures=50"])
+    entry = export(run, "tiny-rbm", "--num-examples", 10)
+    check = entry["check"]
+    assert check["model_options"] == pretrained.CHECK_AIS
+    assert (check["metrics"]["ais_runs"], check["metrics"]["ais_temperatures"]) == (10, 100)
+    # the full evaluation used the model's own settings, which the check left in place
+    assert entry["eval"]["metrics"]["ais_temperatures"] == 50
+    assert entry["eval"]["metrics"]["ais_runs"] == 100
+    shipped = ng.load_pretrained("tiny-rbm")
+    assert (shipped.ais_runs, shipped.ais_temperatures) == (100, 50)
+    assert_same_metrics(rescore(shipped, entry), check["metrics"], 1e-12)
+    assert (shipped.ais_runs, shipped.ais_temperatures) == (100, 50)
 
 
 def test_export_again_replaces_the_entry_and_float32_is_lossless(runs, shelf, shipped_vae):

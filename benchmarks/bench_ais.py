@@ -57,7 +57,9 @@ def main(argv=None):
     parser.add_argument("--temperatures", type=int, default=14_500)
     parser.add_argument("--run", help="a trained rbm run directory (default: random weights)")
     parser.add_argument("--full", action="store_true", help="also time the whole estimate")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch intra-op threads "
+                        "(default 1: a step is ~5 ms, and two threads on a busy 2-core machine "
+                        "spent 20-136 ms on it waiting for each other)")
     args = parser.parse_args(argv)
 
     rbm, base = nanogen_rbm(args.run)

@@ -21,7 +21,7 @@ from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 GALLERY = ("likelihood_pixelcnn", "latent_vae", "adversarial_dcgan", "diffusion_ddpm",
-           "sequence_lstm")
+           "sequence_lstm", "sparse_coding_curve")
 PAD = 2                 # save_image's padding around and between the 28x28 digits
 CELL = 28 + PAD
 SCALE = 2               # the image grids are written with each pixel doubled
@@ -139,6 +139,26 @@ def test_sequence_lstm(tmp_path, capsys):
     assert generated.startswith("def ") and len(generated) == len("def ") + 30 + 1  # + "\n"
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (600, 400)     # plot_curves' figure
+
+
+def test_sparse_coding_curve(tmp_path, capsys):
+    stdout, out = run_example("sparse_coding_curve", tmp_path, capsys, "--steps", "5",
+                              "--atoms", "8", "--lams", "0.8,0.05", "--iters", "30",
+                              "--test-images", "20")
+    rows = [tuple(map(float, row)) for row in
+            re.findall(r"^\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", stdout, re.M)]
+    assert [row[0] for row in rows] == [0.8, 0.05]       # from the largest penalty down
+    (_, few, worse, worse_refit), (_, many, better, better_refit) = rows
+    # the same dictionary: a larger penalty uses fewer atoms and rebuilds the patches worse
+    assert 0 <= few < many <= 8 and 0 < better < worse < 1
+    # least squares on the chosen atoms can only lower the error of the shrunk coefficients
+    assert worse_refit <= worse and better_refit <= better
+    assert 0 < measured(r"k=1: ([\d.]+)", stdout) < 1
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (600, 400)     # plot_curves' figure
+    # 8 atoms of 8x8 in a 3-wide grid (padding 2), each pixel drawn 4 times
+    with Image.open(out.with_name("sparse_coding_curve_dictionary.png")) as image:
+        assert image.mode == "L" and image.size == (4 * (3 * 10 + 2), 4 * (3 * 10 + 2))
 
 
 def _without_gpu_env():

@@ -318,8 +318,11 @@ def test_a_trained_model_samples_images_and_patches_in_the_unit_range():
     pictures = model.figures(ng.tensor(images[:3]))
     atoms, nrow = pictures["dictionary"]
     D = model.layer.dictionary.detach().numpy()
+    # each atom with the sign its codes usually took, so that strokes it adds are drawn white
+    signs = np.where(model.layer.positive_rate.numpy() >= model.layer.negative_rate.numpy(), 1, -1)
+    assert set(signs) == {-1, 1}                        # both kinds occur in this model
     np.testing.assert_allclose(atoms.numpy().reshape(6, 9),
-                               0.5 + 0.5 * D.T / np.abs(D).max(0)[:, None], atol=1e-6)
+                               0.5 + 0.5 * (D * signs).T / np.abs(D).max(0)[:, None], atol=1e-6)
     assert nrow == 3 and pictures["reconstructions"][0].shape == (6, 1, 7, 9)
 
 

@@ -394,6 +394,7 @@ TINY = {
     "beta-vae": {"channels": [8, 16]},
     "rbm": {"num_hidden": 8, "sample_steps": 5},
     "dbm": {"hidden_sizes": [8, 4], "pretrain_steps": 1, "num_chains": 4, "sample_steps": 5},
+    "dbn": {"hidden_sizes": [8, 4], "layer_steps": 1, "sample_steps": 5},
     "sparse-coding": {"num_atoms": 8, "num_iters": 5},
     "sparse-coding-digits": {"num_atoms": 8, "num_iters": 5},
     "sparse-coding-hierarchical": {"num_atoms": 4, "num_atoms2": 4, "num_iters": 5,

@@ -29,6 +29,7 @@ LR = 1e-3
 # narrow networks: the simulator's cost is per kernel launch and per thread
 TINY = {
     "beta-vae": {"channels": [2, 2], "latent_dim": 2},
+    "dbn": {"hidden_sizes": [3, 2], "sample_steps": 2},
     "dbm": {"hidden_sizes": [3, 2], "pretrain_steps": 0, "num_chains": 2, "mean_field_steps": 2,
             "sample_steps": 2},
     "dcgan": {"channels": [2, 2], "latent_dim": 2},

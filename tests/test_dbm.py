@@ -16,6 +16,7 @@ from nanogen.data import DataLoader, TensorDataset
 from nanogen.models import get_model_spec
 from nanogen.models.energy import dbm as dbm_module
 from nanogen.models.energy import rbm as rbm_module
+from nanogen.models.energy.ais import estimate_log_partition
 from nanogen.models.energy.dbm import DBM
 from nanogen.training import load_checkpoint, train
 from tests.test_rbm import binary_images
@@ -29,7 +30,8 @@ def make_dbm(num_visible, hidden1, hidden2, seed, scale=1.0, **kwargs):
     for p in model.parameters():
         p.data = rng.normal(0.0, scale, p.shape)
     for buffer in model.buffers():
-        buffer.data = buffer.data.astype(np.float64)
+        if buffer.data.dtype == np.float32:
+            buffer.data = buffer.data.astype(np.float64)
     return model
 
 
@@ -164,7 +166,7 @@ def test_ais_agrees_with_the_exact_log_partition_function(num_visible, hidden1, 
     rng = np.random.default_rng(seed)
     path = dbm_module.DBMAnnealingPath(model, ng.tensor(rng.normal(0, 1, num_visible)),
                                        ng.tensor(rng.normal(0, 1, hidden2)))
-    estimate = dbm_module.estimate_log_partition(path, runs=100, temperatures=1000)
+    estimate = estimate_log_partition(path, runs=100, temperatures=1000)
     exact = model.exact_log_partition()
     assert abs(estimate.log_z - exact) <= 4 * estimate.stderr + 1e-3
     assert 0 < estimate.stderr < 0.05
@@ -176,7 +178,7 @@ def test_ais_for_a_model_equal_to_its_base_has_weights_of_exactly_one():
               model.top.visible_bias):
         p.data = np.zeros(p.shape)
     path = dbm_module.DBMAnnealingPath(model, model.bottom.visible_bias, model.top.hidden_bias)
-    estimate = dbm_module.estimate_log_partition(path, runs=7, temperatures=4)
+    estimate = estimate_log_partition(path, runs=7, temperatures=4)
     assert estimate.log_z == pytest.approx(model.exact_log_partition(), abs=1e-12)
     assert estimate.stderr == 0
 
@@ -215,7 +217,7 @@ def test_joint_loss_gradient_is_the_difference_of_statistics(seed, n):
     model = make_dbm(5, 4, 3, seed, pretrain_steps=0, num_chains=3, mean_field_steps=4,
                      gibbs_steps=2)
     rng = np.random.default_rng(seed + 1)
-    model.updates.copy_(ng.tensor([7.0]))                     # past the joint phase's start
+    model.updates.copy_(ng.tensor([7]))                     # past the joint phase's start
     chain_v, chain_h2 = rng.integers(0, 2, (3, 5)) * 1.0, rng.integers(0, 2, (3, 3)) * 1.0
     model.chains_v.data, model.chains_h2.data = chain_v.copy(), chain_h2.copy()
     v = rng.integers(0, 2, (n, 5)) * 1.0
@@ -251,7 +253,7 @@ def test_pretraining_losses_are_cd1_with_the_doubled_conditionals(threshold_samp
     rng = np.random.default_rng(4)
     v = rng.integers(0, 2, (16, 5)) * 1.0
     model = make_dbm(5, 4, 3, 11, pretrain_steps=3)
-    model.updates.copy_(ng.tensor([1.0]))
+    model.updates.copy_(ng.tensor([1]))
     W1, b, c1, W2, a, c2 = parameters(model)
     loss, _ = model._bottom_loss(ng.tensor(v))
     loss.backward()
@@ -265,7 +267,7 @@ def test_pretraining_losses_are_cd1_with_the_doubled_conditionals(threshold_samp
     assert "top.weight" not in gradients(model)
 
     model = make_dbm(5, 4, 3, 15, pretrain_steps=3)
-    model.updates.copy_(ng.tensor([4.0]))                     # inside the top phase
+    model.updates.copy_(ng.tensor([4]))                     # inside the top phase
     W1, b, c1, W2, a, c2 = parameters(model)
     loss, _ = model._top_loss(ng.tensor(v))
     loss.backward()
@@ -283,9 +285,10 @@ def test_pretraining_losses_are_cd1_with_the_doubled_conditionals(threshold_samp
 # -- the model: phases, resume, bad input ---------------------------------------------------
 def test_phases_switch_by_update_count_and_the_joint_phase_composes_the_biases():
     ng.manual_seed(0)
-    model = DBM(image_shape=(1, 4, 4), hidden_sizes=(5, 3), pretrain_steps=2, num_chains=4)
+    model = DBM(image_shape=(1, 4, 4), hidden_sizes=(5, 3), pretrain_steps=2, num_chains=4,
+                momentum_switch=1, joint_momentum=0.3)
     optimizers = model.configure_optimizers(0.1)
-    phases = []
+    phases, momenta = [], []
     for i in range(5):
         if i == 4:
             c1, a = (p.detach().numpy().copy() for p in (model.bottom.hidden_bias,
@@ -293,7 +296,10 @@ def test_phases_switch_by_update_count_and_the_joint_phase_composes_the_biases()
             assert np.abs(a).max() > 0 and not model.chains_v.numpy().any()
         phases.append(model.training_step((ng.tensor(binary_images(8, i)), None),
                                           optimizers)["phase"])
+        momenta.append(optimizers[("bottom", "top", "joint")[int(phases[-1])]]
+                       .param_groups[0]["momentum"])
     assert phases == [0.0, 0.0, 1.0, 1.0, 2.0]
+    assert momenta == [0.5, 0.9, 0.5, 0.9, 0.3]     # the guide's switch counts from each RBM
     assert not model.top.visible_bias.detach().numpy().any()   # a = 0 from the joint phase on
     assert not any(p is model.top.visible_bias
                    for g in optimizers["joint"].param_groups for p in g["params"])

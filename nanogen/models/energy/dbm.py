@@ -137,8 +137,8 @@ from ...utils.checks import positive_int
 from ..base import nats_to_bits_per_dim
 from ..registry import ModelSpec, register
 from .ais import AnnealingPath
-from .rbm import (EXACT_LOG_Z_MAX_UNITS, BernoulliRBM, BinaryEnergyModel, draw_independent,
-                  weight_images)
+from .rbm import (EXACT_LOG_Z_MAX_UNITS, BernoulliRBM, BinaryEnergyModel, bernoulli_entropy,
+                  draw_independent, log_sum_exp_over_states, smoothed_logits, weight_images)
 
 __all__ = ["DBM", "DBMAnnealingPath", "MEAN_FIELD_TOLERANCE"]
 
@@ -147,32 +147,6 @@ PHASES = ("bottom", "top", "joint")
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
-def bernoulli_entropy(logits):
-    """:math:`\\mathcal H(\\sigma(a))` per row, summed over units, from the logits: with
-    :math:`\\mu = \\sigma(a)`, :math:`-\\mu\\log\\mu - (1-\\mu)\\log(1-\\mu)
-    = \\operatorname{softplus}(a) - \\mu a` -- finite even where :math:`\\mu` rounds to 0 or 1."""
-    return (F.softplus(logits) - logits.sigmoid() * logits).sum(1)
-
-
-def smoothed_logits(total, count: float):
-    """:math:`\\log(m / (1 - m))` of the mean :math:`m = (\\text{total} + 1) / (\\text{count} + 2)`
-    (one pseudo-count each way: a unit never on gets a finite bias)."""
-    mean = (total + 1.0) / (count + 2.0)
-    return (mean / (1.0 - mean)).log()
-
-
-def log_sum_exp_over_states(units: int, log_weight) -> float:
-    """:math:`\\log \\sum_s e^{f(s)}` over every :math:`s \\in \\{0,1\\}^{units}`, where
-    ``log_weight`` maps a float64 array of states (n, units) to f, in chunks of 2^16 states."""
-    terms = []
-    for start in range(0, 2 ** units, 1 << 16):
-        codes = np.arange(start, min(2 ** units, start + (1 << 16)))
-        terms.append(log_weight(((codes[:, None] >> np.arange(units)) & 1).astype(np.float64)))
-    terms = np.concatenate(terms)
-    top = terms.max()
-    return float(top + np.log(np.exp(terms - top).sum()))
-
-
 # -- the model ------------------------------------------------------------------------------------
 class DBM(BinaryEnergyModel):
     """A two-hidden-layer DBM on binary images.

@@ -48,16 +48,10 @@ from ...utils.checks import positive_int
 from ..base import nats_to_bits_per_dim
 from ..likelihood import bernoulli_log_prob
 from ..registry import ModelSpec, register
-from .rbm import BernoulliRBM, BinaryEnergyModel, CDTraining, draw_independent, weight_images
+from .rbm import (BernoulliRBM, BinaryEnergyModel, CDTraining, bernoulli_entropy, draw_independent,
+                  weight_images)
 
-__all__ = ["DBN", "bernoulli_entropy"]
-
-
-def bernoulli_entropy(probs):
-    r""":math:`\mathcal H(q) = -\sum_j q_j \log q_j + (1 - q_j) \log(1 - q_j)` per row, with
-    :math:`0 \log 0 = 0` (probabilities are clipped an ulp away from 0 and 1)."""
-    q = probs.clamp(1e-7, 1 - 1e-7)
-    return -(q * q.log() + (1 - q) * (1 - q).log()).sum(1)
+__all__ = ["DBN"]
 
 
 class DBN(BinaryEnergyModel):
@@ -131,10 +125,10 @@ class DBN(BinaryEnergyModel):
         :math:`h \\sim Q` and the entropies of the :math:`Q` they were drawn from."""
         total, h = 0.0, v
         for rbm in self.layers[:-1]:
-            probs = rbm.hidden_logits(h).sigmoid()                  # Q(h_l | h_{l-1})
-            above = bernoulli(probs)
+            logits = rbm.hidden_logits(h)                           # Q(h_l | h_{l-1})
+            above = bernoulli(logits.sigmoid())
             total = total + bernoulli_log_prob(rbm.visible_logits(above), h) \
-                + bernoulli_entropy(probs)                                 # eq. (2)
+                + bernoulli_entropy(logits)                                # eq. (2)
             h = above
         return total - self.layers[-1].free_energy(h)
 

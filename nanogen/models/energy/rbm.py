@@ -82,9 +82,37 @@ from ..likelihood import check_binary
 from ..registry import ModelSpec, register
 from .ais import AnnealingPath, estimate_log_partition
 
-__all__ = ["BernoulliRBM", "BinaryEnergyModel", "RBM", "draw_independent", "RBMAnnealingPath", "CDTraining", "EXACT_LOG_Z_MAX_UNITS"]
+__all__ = ["BernoulliRBM", "BinaryEnergyModel", "RBM", "RBMAnnealingPath", "CDTraining",
+           "EXACT_LOG_Z_MAX_UNITS", "bernoulli_entropy", "draw_independent",
+           "log_sum_exp_over_states", "smoothed_logits"]
 
 EXACT_LOG_Z_MAX_UNITS = 20          # 2^20 configurations of the smaller layer, summed in chunks
+
+
+def bernoulli_entropy(logits):
+    """:math:`\\mathcal H(\\sigma(a))` per row, summed over units, from the logits: with
+    :math:`\\mu = \\sigma(a)`, :math:`-\\mu\\log\\mu - (1-\\mu)\\log(1-\\mu)
+    = \\operatorname{softplus}(a) - \\mu a` -- finite even where :math:`\\mu` rounds to 0 or 1."""
+    return (F.softplus(logits) - logits.sigmoid() * logits).sum(1)
+
+
+def smoothed_logits(total, count: float):
+    """:math:`\\log(m / (1 - m))` of the mean :math:`m = (\\text{total} + 1) / (\\text{count} + 2)`
+    (one pseudo-count each way: a unit never on gets a finite bias)."""
+    mean = (total + 1.0) / (count + 2.0)
+    return (mean / (1.0 - mean)).log()
+
+
+def log_sum_exp_over_states(units: int, log_weight) -> float:
+    """:math:`\\log \\sum_s e^{f(s)}` over every :math:`s \\in \\{0,1\\}^{units}`, where
+    ``log_weight`` maps a float64 array of states (n, units) to f, in chunks of 2^16 states."""
+    terms = []
+    for start in range(0, 2 ** units, 1 << 16):
+        codes = np.arange(start, min(2 ** units, start + (1 << 16)))
+        terms.append(log_weight(((codes[:, None] >> np.arange(units)) & 1).astype(np.float64)))
+    terms = np.concatenate(terms)
+    top = terms.max()
+    return float(top + np.log(np.exp(terms - top).sum()))
 
 
 def draw_independent(logits, n: int):
@@ -166,14 +194,8 @@ class BernoulliRBM(nn.Module):
         if units > EXACT_LOG_Z_MAX_UNITS:
             raise ValueError(f"exact log Z enumerates 2^{units} states: only RBMs with a layer "
                              f"of at most {EXACT_LOG_Z_MAX_UNITS} units (use AIS)")
-        terms = []
-        for start in range(0, 2 ** units, 1 << 16):
-            codes = np.arange(start, min(2 ** units, start + (1 << 16)))
-            h = ((codes[:, None] >> np.arange(units)) & 1).astype(np.float64)
-            terms.append(h @ c + np.logaddexp(0.0, h @ W.T + b).sum(1))
-        terms = np.concatenate(terms)
-        top = terms.max()
-        return float(top + np.log(np.exp(terms - top).sum()))
+        return log_sum_exp_over_states(units, lambda h: h @ c + np.logaddexp(0.0, h @ W.T + b)
+                                       .sum(1))
 
     def annealing_path(self, base_logits) -> "RBMAnnealingPath":
         return RBMAnnealingPath(self, base_logits)
@@ -236,8 +258,7 @@ class CDTraining(nn.Module):
     def base_logits(self):
         """:math:`b_A = \\log(\\bar v / (1 - \\bar v))` from the data seen so far, smoothed by
         one pseudo-count each way (a pixel never on gets a finite bias)."""
-        mean = (self.data_sum + 1.0) / (self.data_count.item() + 2.0)
-        return (mean / (1.0 - mean)).log()
+        return smoothed_logits(self.data_sum, self.data_count.item())
 
     def step(self, rbm: BernoulliRBM, v, optimizer) -> dict:
         """One CD-k / PCD update of ``rbm`` on the binary batch ``v`` (N, D)."""

@@ -22,7 +22,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..optim import Adam
 
-__all__ = ["GenerativeModel", "ImageShapeError", "check_halvings"]
+__all__ = ["GenerativeModel", "ImageShapeError", "check_halvings", "check_labels"]
 
 
 class ImageShapeError(ValueError):
@@ -42,6 +42,26 @@ def check_halvings(image_shape, halvings: int, what: str) -> None:
                               f"{factor}, got {h}x{w} ({up(h)}x{up(w)} would do)")
 
 
+def check_labels(y, n: int, num_classes: int, where: str):
+    """The class labels a conditional model was given, as an int64 Tensor (n,): a ValueError
+    that names ``where`` when they are missing, of the wrong shape, not integers, or outside
+    [0, num_classes)."""
+    from ..creation import as_tensor
+    if y is None:
+        raise ValueError(f"{where}: this model is class-conditional; pass the labels y")
+    y = as_tensor(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"{where}: expected {n} labels of shape ({n},), got shape "
+                         f"{tuple(y.shape)}")
+    labels = y.detach().numpy()
+    if labels.dtype.kind not in "iu" and not (labels == labels.round()).all():
+        raise ValueError(f"{where}: labels must be integer class indices, got {labels}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{where}: labels must lie in [0, {num_classes}), got values "
+                         f"from {labels.min()} to {labels.max()}")
+    return y.long()
+
+
 class GenerativeModel(nn.Module):
     """Base class of the models in :mod:`nanogen.models`.
 
@@ -59,6 +79,14 @@ class GenerativeModel(nn.Module):
       :meth:`evaluate` and :meth:`figures` use, when they use only some (a GAN:
       ``("generator",)``); None (the default) for all.  :meth:`inference_state_dict` keeps
       those, and the shipped pretrained weights (:mod:`nanogen.pretrained`) hold nothing else.
+    * ``conditional`` -- True for a class-conditional model: :meth:`sample` needs labels ``y``
+      (checked with :func:`check_labels`), and ``nanogen eval`` reports how often the shipped
+      classifier recognises the requested class in its samples
+      (:func:`nanogen.metrics.conditional_accuracy`).
+
+    A representation model (an autoencoder) also defines ``codes(x)``: the (N, F) features its
+    encoder gives images x, which ``nanogen eval`` judges with a linear probe
+    (:func:`nanogen.metrics.linear_probe`).
     """
 
     data_transform = "unit"
@@ -66,6 +94,7 @@ class GenerativeModel(nn.Module):
     judged_by_samples = False
     eval_num_samples = 1000
     inference_modules = None
+    conditional = False
 
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self, lr: float) -> dict:

@@ -1,5 +1,5 @@
-r"""The convolutional encoder and decoder stacks the autoencoders share (VAE, and later the plain,
-denoising and vector-quantised autoencoders).
+r"""The encoder and decoder stacks the autoencoders share: convolutional (:class:`ConvEncoder`,
+:class:`ConvDecoder`) and fully connected (:class:`MLPEncoder`, :class:`MLPDecoder`).
 
 The encoder halves the image once per entry of ``channels`` with a stride-2 4x4 convolution
 (padding 1), flattens, and maps the features to a vector with a linear layer (two, with a hidden
@@ -17,6 +17,12 @@ transposed convolution per entry of ``channels`` (in reverse), the last one prod
 downsampling, before each upsampling); ``dropout`` > 0 drops the flattened features (encoder) and
 the first feature map (decoder) during training.
 
+The fully connected pair flattens the image and runs it through ``hidden`` widths (the decoder
+through them in reverse), an activation after each hidden layer and none after the last::
+
+    (N, C, H, W) -flatten-> (N, CHW) -linear-> (N, h_1) -> ... -linear-> (N, F)      (MLPEncoder)
+    (N, D) -linear-> (N, h_L) -> ... -linear-> (N, CHW) -unflatten-> (N, C, H, W)      (MLPDecoder)
+
 Each stride-2 layer maps a side :math:`s` to :math:`s/2` (encoder) and back to :math:`2s`
 (decoder), so the image's height and width must be divisible by :math:`2^{L}` for
 :math:`L` = ``len(channels)``; :func:`feature_map_shape` checks that.
@@ -28,9 +34,11 @@ import math
 from ... import nn
 from ...utils.checks import positive_int
 
-__all__ = ["ConvEncoder", "ConvDecoder", "feature_map_shape", "check_channels", "ACTIVATIONS"]
+__all__ = ["ConvEncoder", "ConvDecoder", "MLPEncoder", "MLPDecoder", "feature_map_shape",
+           "check_channels", "check_hidden", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU,
+               "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 def _activation(name: str):
@@ -138,6 +146,55 @@ class ConvDecoder(nn.Module):
             if i < len(widths) - 2:
                 layers.append(_activation(activation))
         self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)
+
+
+def check_hidden(hidden) -> tuple:
+    """``hidden`` as a tuple of positive ints (it may be empty: a single linear layer)."""
+    hidden = tuple(hidden)
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+        raise ValueError(f"hidden must be a sequence of positive ints, got {hidden!r}")
+    return hidden
+
+
+def _mlp(widths, activation: str) -> list:
+    """Linear layers through ``widths`` with an activation between each two (none at the end)."""
+    layers = []
+    for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(nn.Linear(w_in, w_out))
+        if i < len(widths) - 2:
+            layers.append(_activation(activation))
+    return layers
+
+
+class MLPEncoder(nn.Module):
+    """x (N, C, H, W) -> (N, out_features): flatten, then linear layers through ``hidden``."""
+
+    def __init__(self, image_shape, out_features: int, hidden=(500, 500),
+                 activation: str = "relu"):
+        super().__init__()
+        self.image_shape = _check_image_shape(image_shape)
+        widths = (math.prod(self.image_shape),) + check_hidden(hidden) + (
+            positive_int(out_features, "out_features"),)
+        self.net = nn.Sequential(nn.Flatten(), *_mlp(widths, activation))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """z (N, in_features) -> (N, C, H, W) pre-activations: linear layers through ``hidden`` in
+    reverse, the last one producing C * H * W values."""
+
+    def __init__(self, in_features: int, image_shape, hidden=(500, 500),
+                 activation: str = "relu"):
+        super().__init__()
+        self.image_shape = _check_image_shape(image_shape)
+        widths = (positive_int(in_features, "in_features"),) + tuple(
+            reversed(check_hidden(hidden))) + (math.prod(self.image_shape),)
+        self.net = nn.Sequential(*_mlp(widths, activation), nn.Unflatten(1, self.image_shape))
 
     def forward(self, z):
         return self.net(z)

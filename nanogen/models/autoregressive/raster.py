@@ -28,9 +28,9 @@ import numbers
 from ... import functional as ops
 from ... import nn
 from ...autograd import no_grad
-from ...creation import arange, as_tensor, bernoulli, zeros
+from ...creation import arange, bernoulli, zeros
 from ...utils.checks import positive_int
-from ..base import GenerativeModel, nats_to_bits_per_dim
+from ..base import GenerativeModel, check_labels, nats_to_bits_per_dim
 from ..likelihood import bernoulli_log_prob, check_binary
 
 __all__ = ["RasterAutoregressiveModel", "logit_head"]
@@ -64,20 +64,7 @@ class RasterAutoregressiveModel(GenerativeModel):
         """The class labels a conditional model needs (None for an unconditional one)."""
         if not self.conditional:
             return None
-        name = f"{type(self).__name__}.{op}"
-        if y is None:
-            raise ValueError(f"{name}: this model is class-conditional; pass the labels y")
-        y = as_tensor(y)
-        if y.ndim != 1 or len(y) != n:
-            raise ValueError(f"{name}: expected {n} labels of shape ({n},), got shape "
-                             f"{tuple(y.shape)}")
-        labels = y.detach().numpy()
-        if labels.dtype.kind not in "iu" and not (labels == labels.round()).all():
-            raise ValueError(f"{name}: labels must be integer class indices, got {labels}")
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"{name}: labels must lie in [0, {self.num_classes}), got values "
-                             f"from {labels.min()} to {labels.max()}")
-        return y.long()
+        return check_labels(y, n, self.num_classes, f"{type(self).__name__}.{op}")
 
     # -- the likelihood -------------------------------------------------------------------------
     def logits(self, x, y=None):

@@ -158,11 +158,21 @@ class VAE(GenerativeModel):
         self._check_latents(z, "decode")
         return self.decoder(z)
 
+    def log_likelihood(self, x, z):
+        """log p(x | z) per image, (N,): the Bernoulli log-probability of x under decode(z).
+        (The hook the bounds use; a subclass with another decoder overrides it.)"""
+        return bernoulli_log_prob(self.decode(z), x)
+
+    def decode_images(self, z):
+        """The pictures of codes z, (N, C, H, W) in [0, 1]: the decoder's pixel probabilities
+        sigma(decode(z)).  (The hook the pictures use; a subclass may draw them instead.)"""
+        return ops.sigmoid(self.decode(z))
+
     def reconstruct(self, x):
-        """Pixel probabilities sigma(decode(mu(x))): the decoder's mean at the posterior mean."""
+        """decode_images(mu(x)): the decoder's mean at the posterior mean."""
         with no_grad():
             mu, _ = self.encode(x)
-            return ops.sigmoid(self.decode(mu))
+            return self.decode_images(mu)
 
     # -- the bounds ----------------------------------------------------------------------------
     def elbo(self, x) -> ELBO:
@@ -170,7 +180,7 @@ class VAE(GenerativeModel):
         reparameterised z per image, the KL analytic."""
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar)                      # z = mu + e^{v/2} eps
-        recon = -bernoulli_log_prob(self.decode(z), x)           # -log p(x | z)
+        recon = -self.log_likelihood(x, z)                       # -log p(x | z)
         kl = gaussian_kl_to_standard(mu, logvar)                 # 1/2 sum(mu^2 + e^v - v - 1)
         return ELBO(elbo=-(recon + kl), recon=recon, kl=kl)
 
@@ -214,7 +224,7 @@ class VAE(GenerativeModel):
                                                                             self.latent_dim)
             x_s = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *self.image_shape)
             z = self.reparameterize(mu_s, logvar_s)              # z_i ~ q(z | x)
-            log_w = (bernoulli_log_prob(self.decode(z), x_s)     # log p(x | z_i)
+            log_w = (self.log_likelihood(x_s, z)                 # log p(x | z_i)
                      + standard_normal_log_prob(z)               # + log p(z_i)
                      - gaussian_log_prob(z, mu_s, logvar_s))     # - log q(z_i | x)
             log_weights.append(log_w.reshape(s, n))
@@ -226,7 +236,7 @@ class VAE(GenerativeModel):
         n = positive_int(n, "VAE.sample: n")
         with no_grad():
             z = randn(int(n), self.latent_dim, device=self._device())
-            return ops.sigmoid(self.decode(z))
+            return self.decode_images(z)
 
     def latent_manifold(self, n: int = 20):
         r"""For a 2-D latent space: the decoded grid :math:`z = (\Phi^{-1}(p_j), \Phi^{-1}(p_i))`
@@ -242,7 +252,7 @@ class VAE(GenerativeModel):
         z1, z2 = np.meshgrid(quantiles, quantiles[::-1])          # rows: z_2 from high to low
         grid = np.stack([z1.ravel(), z2.ravel()], axis=1)
         with no_grad():
-            return ops.sigmoid(self.decode(tensor(grid, device=self._device())))
+            return self.decode_images(tensor(grid, device=self._device()))
 
     def figures(self, x, y=None) -> dict:
         """``reconstructions``: up to 32 test images, each followed by its reconstruction (8 pairs

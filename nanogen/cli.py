@@ -703,7 +703,7 @@ def cmd_eval(args):
     t0 = time.perf_counter()
     metrics = evaluate_model(model, config, seed=seed, num_examples=num_examples,
                              num_samples=num_samples, options=options, out_dir=target.out_dir,
-                             world=world)
+                             world=world, probe=args.probe)
     if world.rank != 0:
         return 0
     report = {"model": config["model"], "dataset": config["dataset"], "split": "test",
@@ -734,12 +734,15 @@ def _set_ais_options(model, runs, temperatures):
 
 
 def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_samples=None,
-                   options=None, out_dir=None, world=None) -> dict:
+                   options=None, out_dir=None, world=None, probe=None) -> dict:
     """What ``nanogen eval`` reports for ``model``: its own ``evaluate`` on the test split (or
     on ``num_examples`` of it, classes balanced) under seed ``seed``, and, when
     :func:`resolve_num_samples` gives any, FID / KID / IS of that many samples drawn with
     ``options`` under seed ``seed + 1`` (and ``out_dir/nearest_neighbours.png`` when
-    ``out_dir`` is given).
+    ``out_dir`` is given).  For a model with an encoder (``codes``) it adds the linear probe's
+    test accuracy (:func:`nanogen.metrics.probe_model`: fitted on the codes of every training
+    image, scored on the test examples evaluated); ``probe`` True asks for it (an error for a
+    model with no encoder), False skips it, None (the default) runs it where it can.
 
     With several ranks (``world``) each evaluates a contiguous 1/N of the test examples (the
     metrics, means over examples, are combined weighted by each rank's count) and draws 1/N of
@@ -770,6 +773,8 @@ def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_sampl
     num_samples = resolve_num_samples(num_samples, model, config)
     with ng.no_grad(), ng.random.fork_rng(seed):
         metrics = model.evaluate(loader)
+    if probe or (probe is None and callable(getattr(model, "codes", None))):
+        metrics.update(_probe(model, config, test))
     if ranks > 1:
         gathered = world.gather(metrics)
         metrics = world.bcast(_combine_rank_metrics(gathered) if world.rank == 0 else None)
@@ -778,6 +783,19 @@ def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_sampl
             metrics.update(_score_samples(model, config, num_samples, options, out_dir, seed,
                                           world))
     return metrics
+
+
+def _probe(model, config, test) -> dict:
+    """The linear probe's accuracy on ``test``, fitted on the model's codes of the training
+    split as the model sees it at evaluation."""
+    from .data import eval_dataset
+    from .metrics.probe import ProbeError, probe_model
+    train = eval_dataset(_dataset(config["dataset"], "train"), model.data_transform, seed=0)
+    try:
+        return probe_model(model, *_stack(train), *_stack(test),
+                           device=config.get("device", "cpu"))
+    except ProbeError as e:
+        raise UsageError(f"--probe: {e}") from None
 
 
 def _combine_rank_metrics(parts):
@@ -910,6 +928,10 @@ def make_parser() -> argparse.ArgumentParser:
                    "the number of AIS runs behind log Z (default: the model's, 100)")
     e.add_argument("--ais-temperatures", type=int, metavar="K", help="energy models: the "
                    "number of AIS temperatures (default: the model's, 14,500)")
+    e.add_argument("--probe", action=argparse.BooleanOptionalAction, default=None,
+                   help="the linear probe: logistic regression on the model's codes of the "
+                   "training images, scored on the test images (default: on for models with "
+                   "an encoder; --probe on a model with none is an error)")
     _add_eval_flags(e)
     e.set_defaults(func=cmd_eval)
 

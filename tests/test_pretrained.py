@@ -39,7 +39,8 @@ def rescore(model, entry):
         return cli.evaluate_model(model, dict(entry["config"], device="cpu"),
                                   seed=check["seed"], num_examples=check["num_examples"],
                                   num_samples=check["num_samples"],
-                                  options=check["sampler"] or {})
+                                  options=check["sampler"] or {},
+                                  probe=check.get("probe", False))
 
 
 def assert_same_metrics(got, recorded, rtol=RESCORE_RTOL):

@@ -7,6 +7,8 @@
 * :func:`classifier_features`, :func:`class_probabilities`, :func:`reference_features` -- the
   shipped LeNet (:func:`load_classifier`) applied to images (N, 1, 28, 28) in [0, 1];
 * :func:`nearest_neighbours` / :func:`nearest_neighbour_grid` -- the memorisation check;
+* :func:`linear_probe` / :func:`probe_model` -- logistic regression on a representation
+  model's frozen codes, scored by test accuracy;
 * :func:`reference_points` -- real, blurred, shuffled and noise images scored the same way, the
   scale for the numbers above (``python -m nanogen.metrics.references``).
 
@@ -24,6 +26,8 @@ _HOME = {"sample_quality": "quality",
          "reference_points": "references",
          "mode_coverage": "modes", "toy_mode_coverage": "modes",
          "mixture_from_labelled_points": "modes",
+         "linear_probe": "probe", "probe_model": "probe", "ProbeError": "probe",
+         "conditional_accuracy": "conditional",
          "LeNet": "classifier", "load_classifier": "classifier", "train_classifier": "classifier"}
 
 __all__ = list(_HOME)

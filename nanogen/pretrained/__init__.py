@@ -403,7 +403,7 @@ def _measure(cli, model, config, *, seed, num_examples, num_samples, sampler=Non
                                  num_samples=num_samples, options=options)
     return {"seed": seed, "num_examples": num_examples,
             "num_samples": cli.resolve_num_samples(num_samples, model, config),
-            "sampler": options or None, "metrics": metrics,
+            "sampler": options or None, "probe": "probe_accuracy" in metrics, "metrics": metrics,
             "eval_seconds": round(time.perf_counter() - start, 1)}
 
 

@@ -7,6 +7,7 @@ The loop never looks inside a model (see :mod:`nanogen.models.base`)::
         logs = model.training_step(next_batch, optimizers)    # {"loss": 93.1, ...}
         every log_every steps:        append {"step", **logs, "seconds"} to log.jsonl
         every sample_every steps:     samples.png, samples/step_00000500.png, loss.png
+                                      (no samples for a model with can_sample = False)
         every checkpoint_every steps: checkpoint.npz
     (and all three at the last step)
 
@@ -224,8 +225,9 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 if main and (step % log_every == 0 or last):
                     log.append({"step": step, **logs, "seconds": round(seconds, 3)})
                 if main and (step % sample_every == 0 or last):
-                    with ema.average_parameters() if ema is not None else nullcontext():
-                        _write_samples(model, num_samples, sample_seed, files, step)
+                    if getattr(model, "can_sample", True):     # a classifier draws none
+                        with ema.average_parameters() if ema is not None else nullcontext():
+                            _write_samples(model, num_samples, sample_seed, files, step)
                     _plot_losses(log, files, title=name)
                 if step % checkpoint_every == 0 or last:
                     save(_Position.of(loader))

@@ -224,6 +224,12 @@ class VAE(GenerativeModel):
         self._check_latents(z, "decode")
         return self._logits(z, self._condition(y, z.shape[0], "decode", z))
 
+    def codes(self, x):
+        """The representation of images x that ``nanogen eval``'s linear probe judges: the
+        posterior means mu(x), (N, d)."""
+        with no_grad():
+            return self.encode(x)[0]
+
     def reconstruct(self, x, y=None):
         """Pixel probabilities sigma(decode(mu(x))): the decoder's mean at the posterior mean."""
         self._check_images(x, "reconstruct")

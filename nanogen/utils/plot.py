@@ -1,6 +1,7 @@
-"""Pictures of training: loss curves from log records, and 2-D samples beside the data.
+"""Pictures of training: loss curves from log records, 2-D samples beside the data, and 2-D
+codes coloured by class (:func:`class_scatter_image`, returned as an image for a model's figures).
 
-Both draw on a bare ``matplotlib.figure.Figure`` rendered by the Agg (PNG) canvas: no pyplot,
+All draw on a bare ``matplotlib.figure.Figure`` rendered by the Agg (PNG) canvas: no pyplot,
 so no window, no global backend switch and no figure left open.  matplotlib is imported on the
 first call only.  Every figure is ``FIGSIZE`` inches at ``DPI`` dots per inch (600 x 400 pixels
 for curves) and is written atomically.
@@ -12,7 +13,7 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_curves", "scatter_points", "FIGSIZE", "DPI"]
+__all__ = ["plot_curves", "scatter_points", "class_scatter_image", "FIGSIZE", "DPI"]
 
 FIGSIZE = (6, 4)        # inches, curves
 SCATTER_FIGSIZE = (5, 5)
@@ -97,3 +98,36 @@ def scatter_points(points, path, reference=None, title=None) -> str:
     if title is not None:
         axes.set_title(str(title))
     return _save_figure(figure, path, "scatter_points")
+
+
+def class_scatter_image(points, labels, background=None, title=None) -> np.ndarray:
+    """Scatter 2-D ``points`` (n, 2) coloured by their integer class ``labels`` (n,) -- an
+    autoencoder's codes of test images -- over grey ``background`` points (m, 2) if given (samples
+    of its prior), with equal axis scales and a legend of the classes.  Returns the rendered
+    picture as a float32 array (3, H, W) in [0, 1] (600 x 500 pixels), the form of a model's
+    :meth:`~nanogen.models.GenerativeModel.figures`, rather than writing a file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    codes = _as_points(points, "points")
+    labels = np.asarray(labels.detach().numpy() if hasattr(labels, "detach") else labels)
+    if labels.shape != (len(codes),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"class_scatter_image: labels must be {len(codes)} integers, shape "
+                         f"({len(codes)},); got shape {labels.shape}, dtype {labels.dtype}")
+    figure, axes = _new_figure((6, 5))
+    figure.subplots_adjust(right=0.84)                # the legend sits right of the axes
+    size = max(1.0, 20.0 / math.sqrt(len(codes)))
+    if background is not None:
+        prior = _as_points(background, "background")
+        axes.scatter(prior[:, 0], prior[:, 1], s=size, alpha=0.3, color="0.7", label="prior")
+    for c in np.unique(labels):
+        mine = codes[labels == c]
+        axes.scatter(mine[:, 0], mine[:, 1], s=size, alpha=0.7, color=f"C{int(c) % 10}",
+                     label=str(int(c)))
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=max(1.0, 4.0 / size),
+                fontsize="small")
+    if title is not None:
+        axes.set_title(str(title))
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+    return (rgb.transpose(2, 0, 1) / 255.0).astype(np.float32)

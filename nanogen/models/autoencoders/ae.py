@@ -287,6 +287,8 @@ class Autoencoder(GenerativeModel):
 
 
 # -- the registry: ``nanogen train ae`` ----------------------------------------------------------
+# On mnist5k (3,000 steps of 64, the VAE's conv widths): test MSE 0.0065 per pixel, 64.5 nats,
+# linear probe 89.9% on the 32-d code.
 register(ModelSpec(
     name="ae", build=Autoencoder, steps=3000, batch_size=64, lr=1e-3,
     kwargs={"code_dim": 32, "channels": (32, 64)},

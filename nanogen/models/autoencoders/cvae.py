@@ -68,7 +68,13 @@ class CVAE(VAE):
 
 
 # -- the registry ---------------------------------------------------------------------------------
+# The VAE's tuned networks with a 4-d latent space.  With the VAE's 32 dimensions z kept the class
+# (KL ~26 nats) and the decoder half ignored y: the LeNet recognised the requested class in 39%
+# of samples after 1,100 steps; with 8 dimensions 69% after 900; with 4 (and 2) over 90% from
+# step 300 on: a small z leaves the class to y and keeps the style.  With 4, after 3,000 steps:
+# 96.1% of 1,000 samples, test -ELBO 126.15 and IWAE (k=100) 122.87 nats of -log p(x | y).
 register(ModelSpec(
-    name="cvae", build=CVAE, steps=3000, batch_size=64, lr=1e-3, kwargs=dict(_TUNED),
+    name="cvae", build=CVAE, steps=3000, batch_size=64, lr=1e-3,
+    kwargs={**_TUNED, "latent_dim": 4},
     summary="Conditional VAE: the VAE with the one-hot label beside x (encoder) and z (decoder); "
             "sample(n, y) draws the requested digits"))

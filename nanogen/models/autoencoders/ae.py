@@ -54,12 +54,13 @@ import numpy as np
 
 from ... import functional as ops
 from ...autograd import no_grad
-from ...creation import eye, randn, tensor, zeros
+from ...creation import eye, zeros
 from ...random import fork_rng
 from ...utils.checks import positive_int
 from ..base import GenerativeModel, check_halvings
 from ..likelihood import bernoulli_log_prob
 from ..registry import ModelSpec, register
+from .code_gaussian import draw_codes, track_code_moments
 from .corruption import corrupt
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, check_channels
 
@@ -200,34 +201,14 @@ class Autoencoder(GenerativeModel):
 
     def update_code_statistics(self, h):
         r"""eq. (3): move the running mean and second moment of the codes a step ``m`` towards
-        the batch's, :math:`\overline h` and :math:`\overline{h h^\top} = h^\top h / N`."""
-        m = self.code_momentum
-        with no_grad():
-            batch_mean = h.mean(0)
-            batch_second = (h.transpose(0, 1) @ h) / h.shape[0]
-            self.code_mean.copy_(self.code_mean * (1 - m) + batch_mean * m)
-            self.code_second_moment.copy_(self.code_second_moment * (1 - m) + batch_second * m)
+        the batch's (:func:`.code_gaussian.track_code_moments` with decay 1 - m)."""
+        track_code_moments(self.code_mean, self.code_second_moment, h, 1.0 - self.code_momentum)
 
     # -- pictures -------------------------------------------------------------------------------
-    def code_distribution(self):
-        r"""``(mu, L)`` in float64 NumPy: the mean of eq. (3)'s Gaussian and a square root of its
-        covariance :math:`\Sigma = S - \mu\mu^\top = L L^\top` (from its eigenvalues, those
-        below 0 by rounding set to 0)."""
-        mu = self.code_mean.detach().to("cpu").numpy().astype(np.float64)
-        second = self.code_second_moment.detach().to("cpu").numpy().astype(np.float64)
-        cov = second - np.outer(mu, mu)
-        values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
-        return mu, vectors * np.sqrt(np.clip(values, 0.0, None))
-
     def sample_codes(self, n: int):
-        r"""n codes :math:`h = \mu + L\varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`
-        from the global generator: eq. (3)'s Gaussian, (n, code_dim)."""
-        n = positive_int(n, f"{type(self).__name__}.sample: n")
-        mu, root = self.code_distribution()
-        device = self._device()
-        eps = randn(n, self.code_dim, device=device)
-        return (tensor(mu.astype(np.float32), device=device)
-                + eps @ tensor(root.T.astype(np.float32), device=device))
+        r"""n codes from eq. (3)'s Gaussian, (n, code_dim) (:func:`.code_gaussian.draw_codes`)."""
+        return draw_codes(self.code_mean, self.code_second_moment, n,
+                          f"{type(self).__name__}.sample")
 
     def sample(self, n: int, y=None):
         """n images: the decoder's pixel means at codes drawn from the Gaussian fitted to the

@@ -61,13 +61,14 @@ import numpy as np
 from ... import functional as ops
 from ... import nn
 from ...autograd import no_grad
-from ...creation import randn, tensor, zeros
+from ...creation import zeros
 from ...optim import Adam
 from ...tensor import int64
 from ...utils.checks import positive_int
 from ..base import GenerativeModel
 from ..likelihood import bernoulli_log_prob
 from ..registry import ModelSpec, register
+from .code_gaussian import draw_codes, track_code_moments
 from .corruption import corrupt
 from .networks import check_hidden
 
@@ -223,13 +224,12 @@ class StackedAutoencoder(GenerativeModel):
         return {"loss": float(loss.item()), **logs, "stage": float(stage + 1)}
 
     def _track_codes(self, code):
-        """Moving averages of the codes' mean and second moment, the decay warmed up as
+        """Moving averages of the codes' mean and second moment
+        (:func:`.code_gaussian.track_code_moments`), the decay warmed up as
         min(code_decay, (1 + n) / (10 + n)) at update n so the zeros they start from fade."""
         n = float(self.updates.item())
         decay = min(self.code_decay, (1.0 + n) / (10.0 + n))
-        self.code_mean.copy_(decay * self.code_mean + (1 - decay) * code.mean(0))
-        second = code.transpose(0, 1) @ code / code.shape[0]
-        self.code_second_moment.copy_(decay * self.code_second_moment + (1 - decay) * second)
+        track_code_moments(self.code_mean, self.code_second_moment, code, decay)
 
     # -- using the trained model ----------------------------------------------------------------
     def sample(self, n: int, y=None):
@@ -240,20 +240,10 @@ class StackedAutoencoder(GenerativeModel):
             return self.down(self.sample_codes(n)).sigmoid().reshape(n, *self.image_shape)
 
     def sample_codes(self, n: int):
-        r"""n codes (n, w_L) drawn from :math:`\mathcal N(m, S - m m^\top + 10^{-5} I)`, m and S
-        the moving averages of the training codes' mean and second moment."""
-        n = positive_int(n, f"{type(self).__name__}.sample_codes: n")
-        mean = self.code_mean.detach().numpy().astype(np.float64)
-        cov = self.code_second_moment.detach().numpy().astype(np.float64) - np.outer(mean, mean)
-        cov = 0.5 * (cov + cov.T) + 1e-5 * np.eye(len(mean))
-        eigenvalues, vectors = np.linalg.eigh(cov)
-        root = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))     # root @ root.T = cov
-        device = self.code_mean.device
-        dtype = self.code_mean.dtype
-        with no_grad():
-            eps = randn(n, len(mean), device=device, dtype=dtype)
-            return eps @ tensor(root.T, dtype=dtype, device=device) + \
-                tensor(mean, dtype=dtype, device=device)
+        r"""n codes (n, w_L) drawn from :math:`\mathcal N(m, S - m m^\top)`, m and S the moving
+        averages of the training codes' mean and second moment (:func:`.code_gaussian.draw_codes`)."""
+        return draw_codes(self.code_mean, self.code_second_moment, n,
+                          f"{type(self).__name__}.sample_codes")
 
     def figures(self, x, y=None) -> dict:
         """``reconstructions``: up to 32 test images, each followed by its reconstruction."""

@@ -348,7 +348,7 @@ def export(run_dir, name: str, *, command: str | None = None, dtype: str = "floa
     check_options = {key: value for key, value in CHECK_AIS.items() if hasattr(shipped, key)}
     with model_options(shipped, check_options):
         check = _measure(cli, shipped, config, seed=0, num_examples=CHECK_EXAMPLES,
-                         num_samples=check_samples)
+                         num_samples=check_samples, probe=False)
     if check_options:
         check["model_options"] = check_options
     full = None
@@ -395,12 +395,14 @@ def _is_count(value) -> bool:
 
 
 def _measure(cli, model, config, *, seed, num_examples, num_samples, sampler=None,
-             sampler_steps=None) -> dict:
-    """``nanogen eval``'s metrics with these settings, and the settings that replay them."""
+             sampler_steps=None, probe=None) -> dict:
+    """``nanogen eval``'s metrics with these settings, and the settings that replay them (the
+    check leaves out the linear probe: it fits on every training image, and the full
+    evaluation records its accuracy)."""
     options = cli.sampler_options(model, sampler, sampler_steps)
     start = time.perf_counter()
     metrics = cli.evaluate_model(model, config, seed=seed, num_examples=num_examples,
-                                 num_samples=num_samples, options=options)
+                                 num_samples=num_samples, options=options, probe=probe)
     return {"seed": seed, "num_examples": num_examples,
             "num_samples": cli.resolve_num_samples(num_samples, model, config),
             "sampler": options or None, "probe": "probe_accuracy" in metrics, "metrics": metrics,

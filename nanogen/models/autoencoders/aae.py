@@ -429,9 +429,15 @@ class AAE(GenerativeModel):
 
 
 # -- the registry: ``nanogen train aae`` etc. ----------------------------------------------------
+# Tuned on mnist5k (3,000 steps of 64, lr 1e-3; FID of 1,000 samples against the test digits).
+# Gaussian prior, 8-d: adversarial_lr 0.1 -> FID 291.6, test recon 100.3 nats; 1.0 -> 336.0,
+# 137.6; 3.0 -> 684.7, 171.1 (with 0.02, after 800 steps, the codes never matched: FID 1068).
+# Mixture with labels: with 1.0 the discriminator won (D(E(x)) ~ 0.2) and the codes stayed off
+# their petals (component accuracy 0.33, FID 1140); with 3.0 every class fills its petal
+# (component accuracy 0.89, FID 341).
 register(ModelSpec(
     name="aae", build=AAE, steps=3000, batch_size=64, lr=1e-3,
-    kwargs={"latent_dim": 8, "prior": "gaussian"},
+    kwargs={"latent_dim": 8, "prior": "gaussian", "adversarial_lr": 0.1},
     summary="adversarial autoencoder: MLP autoencoder whose codes a discriminator matches to "
             "N(0, I_8); three phases per step (reconstruction, D on codes, encoder as G); "
             "eval scores 1,000 decoded prior samples (FID/KID)"))
@@ -439,5 +445,6 @@ register(ModelSpec(
     name="aae-mixture", build=AAE, steps=3000, batch_size=64, lr=1e-3,
     kwargs={"latent_dim": 2, "prior": "mixture", "label_prior": True, "adversarial_lr": 3.0},
     summary="adversarial autoencoder with a 2-D prior of 10 Gaussians on a circle, the label "
-            "choosing each code's component (class-conditional samples); codes.png shows the "
-            "test codes filling the petals, coloured by class"))
+            "choosing each code's component (class-conditional samples; --arg "
+            "label_prior=false for the unsupervised mixture); codes.png shows the test codes "
+            "filling the petals, coloured by class"))

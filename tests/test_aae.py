@@ -369,7 +369,7 @@ def test_training_resumes_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("name, prior, label_prior, latent_dim, adversarial_lr", [
-    ("aae", "gaussian", False, 8, 0.1), ("aae-mixture", "mixture", True, 2, 3.0)])
+    ("aae", "gaussian", False, 4, 0.1), ("aae-mixture", "mixture", True, 2, 3.0)])
 def test_registered_models(name, prior, label_prior, latent_dim, adversarial_lr):
     spec = get_model_spec(name)
     model = spec.build(image_shape=(1, 28, 28), num_classes=10, **spec.kwargs)

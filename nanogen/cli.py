@@ -430,7 +430,8 @@ def cmd_train(args):
                    on_start=announce, world=world)
     if not main:
         return 0
-    written = [run_dir / "samples.png"] + _write_figures(model.eval(), config, run_dir)
+    written = ([run_dir / "samples.png"] if model.can_sample else []) + _write_figures(
+        model.eval(), config, run_dir)
     first = next(iter(result.logs.items()), None)       # "loss", or a GAN's "loss_d"
     print(f"done: step {result.step:,} in {_fmt_seconds(result.seconds)}"
           + (f", {first[0]} {first[1]:.3f}" if first is not None else "")
@@ -633,6 +634,9 @@ def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK, world=N
     import numpy as np
 
     import nanogen as ng
+    if not model.can_sample:
+        raise UsageError(f"{type(model).__name__} draws no samples (a classifier: can_sample is "
+                         f"False); nanogen eval scores it")
     ranks, rank = (world.size, world.rank) if world is not None else (1, 0)
     if n % ranks:
         raise UsageError(f"{n} samples do not split evenly over {ranks} ranks: ask for a "

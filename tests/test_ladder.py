@@ -437,3 +437,13 @@ def test_clear_errors_for_bad_labels_images_and_arguments():
     with pytest.raises(NotImplementedError, match="classifier and draws no samples"):
         model.sample(2)
     assert math.isfinite(model.loss(x)[0].item())
+
+
+def test_nanogen_sample_refuses_a_classifier_in_one_line(tmp_path):
+    from .test_cli import assert_one_line_error, run_cli
+    out = tmp_path / "ladder"
+    status, _, err = run_cli("train", "ladder-supervised", "--steps", 1, "--batch-size", 8,
+                             "--arg", "hidden=[8, 4]", "--no-progress", "--out", out)
+    assert status == 0, err
+    assert not (out / "samples.png").exists()
+    assert_one_line_error(*run_cli("sample", out)[::2], "LadderNetwork draws no samples")

@@ -79,6 +79,9 @@ class GenerativeModel(nn.Module):
       :meth:`evaluate` and :meth:`figures` use, when they use only some (a GAN:
       ``("generator",)``); None (the default) for all.  :meth:`inference_state_dict` keeps
       those, and the shipped pretrained weights (:mod:`nanogen.pretrained`) hold nothing else.
+    * ``can_sample`` -- False for a model that draws no images (the ladder network, a
+      classifier): the training loop draws no sample grids for it and ``nanogen sample``
+      refuses it in one line.
     * ``conditional`` -- True for a class-conditional model: :meth:`sample` needs labels ``y``
       (checked with :func:`check_labels`), and ``nanogen eval`` reports how often the shipped
       classifier recognises the requested class in its samples
@@ -94,6 +97,7 @@ class GenerativeModel(nn.Module):
     judged_by_samples = False
     eval_num_samples = 1000
     inference_modules = None
+    can_sample = True
     conditional = False
 
     # -- training -------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ def train(model, loader, *, steps, out_dir, config, lr=1e-3, resume=False, sampl
                 if main and (step % log_every == 0 or last):
                     log.append({"step": step, **logs, "seconds": round(seconds, 3)})
                 if main and (step % sample_every == 0 or last):
-                    if getattr(model, "can_sample", True):     # a classifier draws none
+                    if model.can_sample:     # a classifier draws none
                         with ema.average_parameters() if ema is not None else nullcontext():
                             _write_samples(model, num_samples, sample_seed, files, step)
                     _plot_losses(log, files, title=name)

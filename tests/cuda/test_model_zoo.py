@@ -28,17 +28,21 @@ SHAPE = (1, 4, 4)
 LR = 1e-3
 # narrow networks: the simulator's cost is per kernel launch and per thread
 TINY = {
+    "ae": {"channels": [2, 2], "code_dim": 2},
     "beta-vae": {"channels": [2, 2], "latent_dim": 2},
     "dbn": {"hidden_sizes": [3, 2], "sample_steps": 2},
     "dbm": {"hidden_sizes": [3, 2], "pretrain_steps": 0, "num_chains": 2, "mean_field_steps": 2,
             "sample_steps": 2},
     "dcgan": {"channels": [2, 2], "latent_dim": 2},
+    "denoising-ae": {"channels": [2, 2], "code_dim": 2},
     "ddpm": {"channels": 2, "channel_mults": [1], "num_res_blocks": 1, "timesteps": 2,
              "groups": 1, "heads": 1, "attention_levels": []},
     "fvbn": {},
     "gan": {"hidden": [4]},
     "gan-minimax": {"hidden": [4]},
     "gated-pixelcnn": {"channels": 2, "num_layers": 1, "head_channels": 2},
+    "ladder": {"hidden": [3, 2], "denoising_weights": 1.0},
+    "ladder-supervised": {"hidden": [3, 2]},
     "made": {"hidden_sizes": [4]},
     "nade": {"hidden": 4},
     "pixelcnn": {"channels": 2, "num_blocks": 1, "head_channels": 2},
@@ -49,6 +53,8 @@ TINY = {
     "sparse-coding-hierarchical": {"patch_size": 2, "pool": 2, "num_atoms": 2, "num_atoms2": 2,
                                    "num_iters": 3, "first_layer_steps": 1},
     "rbm": {"num_hidden": 3, "sample_steps": 2},
+    "sparse-ae": {"code_dim": 3},
+    "stacked-ae": {"hidden_sizes": [3, 2], "pretrain_steps": 1},
     "vae": {"channels": [2, 2], "latent_dim": 2},
     "vae-2d": {"channels": [2, 2]},
 }
@@ -131,6 +137,14 @@ def test_model_trains_a_step_and_samples_on_cuda_like_on_the_cpu(name, one_strea
         assert_close(params_dev[key], p, rtol=0, atol=LR / 100, msg=f"{name}: weight {key}")
 
     dev.load_state_dict(cpu.state_dict())
+    if not cpu.can_sample:             # a classifier (the ladder): compare its codes instead
+        cpu.eval(), dev.eval()
+        with ng.no_grad():
+            want, got = cpu.codes(batch(cpu, "cpu")[0]), dev.codes(batch(dev, "cuda")[0])
+        assert got.device == "cuda"
+        assert_close(got.to("cpu").numpy(), want.numpy(), rtol=1e-4, atol=1e-5,
+                     msg=f"{name}: codes")
+        return
     want = draw_samples(cpu)
     with simulated_cupy.recording() as served:
         got = draw_samples(dev)

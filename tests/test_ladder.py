@@ -329,7 +329,7 @@ def test_evaluate_reports_accuracy_and_cross_entropy_over_the_loader():
     logits = np.concatenate([np_encoder(model, b.numpy(), running=True)[3] for b, _ in batches])
     y = np.concatenate([t.numpy() for _, t in batches])
     assert metrics["accuracy"] == pytest.approx((logits.argmax(1) == y).mean())
-    assert metrics["nll_nats"] == pytest.approx(np_cross_entropy(logits, y), rel=1e-10)
+    assert metrics["cross_entropy_nats"] == pytest.approx(np_cross_entropy(logits, y), rel=1e-10)
     assert metrics["num_labels"] == 3 and metrics["num_examples"] == 8
 
 

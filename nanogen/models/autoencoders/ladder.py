@@ -81,7 +81,8 @@ uses in ``eval()`` mode.  Taking them from the labelled images keeps the supervi
 of any unlabelled data.
 
 **What is evaluated** (:meth:`~LadderNetwork.evaluate`): the clean pass's test ``accuracy``, its
-cross-entropy ``nll_nats``, and ``num_labels``, the size of the labelled memory.
+cross-entropy ``cross_entropy_nats`` on the test labels, and ``num_labels``, the size of the
+labelled memory.
 :meth:`~LadderNetwork.codes` gives the clean pass's last hidden layer :math:`h^{(L-1)}` for the
 linear probe.  The network is a classifier, not a sampler: it sets ``can_sample = False`` and has
 no :meth:`sample`; the training loop then draws no sample grids.
@@ -404,8 +405,8 @@ class LadderNetwork(GenerativeModel):
         return {"denoising": (images, x.shape[0])}
 
     def evaluate(self, loader) -> dict:
-        """The clean pass's test ``accuracy`` and cross-entropy ``nll_nats`` (per image), and
-        ``num_labels``: how many labels the network was trained with."""
+        """The clean pass's test ``accuracy`` and cross-entropy ``cross_entropy_nats`` (per
+        image), and ``num_labels``: how many labels the network was trained with."""
         correct, nll, count = 0, 0.0, 0
         with no_grad():
             for x, y in loader:
@@ -416,7 +417,7 @@ class LadderNetwork(GenerativeModel):
                 count += x.shape[0]
         if count == 0:
             raise ValueError("LadderNetwork.evaluate: the loader yielded no examples")
-        return {"accuracy": correct / count, "nll_nats": nll / count,
+        return {"accuracy": correct / count, "cross_entropy_nats": nll / count,
                 "num_labels": self.num_labels, "num_examples": count}
 
 

@@ -432,7 +432,8 @@ class AAE(GenerativeModel):
 # Tuned on mnist5k (3,000 steps of 64, lr 1e-3; FID of 1,000 samples against the test digits).
 # Gaussian prior, 8-d: adversarial_lr 0.1 -> FID 291.6, test recon 100.3 nats; 1.0 -> 336.0,
 # 137.6; 3.0 -> 684.7, 171.1 (with 0.02, after 800 steps, the codes never matched: FID 1068).
-# 4-d at 0.1: FID 247.7, recon 123.7 (an easier prior to fill, for a blurrier reconstruction).
+# 4-d at 0.1: FID 247.7, recon 123.7 (an easier prior to fill, for a blurrier reconstruction);
+# 4-d at 0.05: FID 285.8; at 0.3: FID 354.6 (D wins).
 # Mixture with labels: with 1.0 the discriminator won (D(E(x)) ~ 0.2) and the codes stayed off
 # their petals (component accuracy 0.33, FID 1140); with 3.0 every class fills its petal
 # (component accuracy 0.89, FID 341).

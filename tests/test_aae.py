@@ -351,6 +351,16 @@ def test_a_few_training_steps_lower_the_reconstruction_loss():
     assert last < 0.8 * first
 
 
+def test_the_conv_networks_train_and_sample():
+    model = tiny_aae(image_shape=(1, 8, 8), latent_dim=3, network="conv", channels=(4,))
+    assert type(model.encoder).__name__ == "ConvEncoder"
+    assert type(model.decoder).__name__ == "ConvDecoder"
+    x = ng.tensor(binary_images(4, (1, 8, 8)).astype(np.float32))
+    logs = model.training_step((x, None), model.configure_optimizers(1e-3))
+    assert all(np.isfinite(v) for v in logs.values())
+    assert model.codes(x).shape == (4, 3) and model.sample(2).shape == (2, 1, 8, 8)
+
+
 def run(out_dir, steps, resume=False):
     model = tiny_mixture(seed=0 if not resume else 123)
     x, y = binary_images(24).astype(np.float32), np.arange(24) % 10

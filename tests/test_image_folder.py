@@ -397,6 +397,8 @@ TINY = {
     "sparse-ae": {"code_dim": 16},
     "stacked-ae": {"hidden_sizes": [16, 8], "pretrain_steps": 1},
     "ladder": {"hidden": [8, 4], "denoising_weights": 1.0},
+    "aae": {"hidden": [32], "disc_hidden": [16]},
+    "aae-mixture": {"hidden": [32], "disc_hidden": [16]},
     "ladder-supervised": {"hidden": [8, 4]},
     "rbm": {"num_hidden": 8, "sample_steps": 5},
     "dbm": {"hidden_sizes": [8, 4], "pretrain_steps": 1, "num_chains": 4, "sample_steps": 5},

@@ -28,6 +28,8 @@ SHAPE = (1, 4, 4)
 LR = 1e-3
 # narrow networks: the simulator's cost is per kernel launch and per thread
 TINY = {
+    "aae": {"hidden": [4], "disc_hidden": [3], "latent_dim": 2},
+    "aae-mixture": {"hidden": [4], "disc_hidden": [3]},
     "ae": {"channels": [2, 2], "code_dim": 2},
     "beta-vae": {"channels": [2, 2], "latent_dim": 2},
     "dbn": {"hidden_sizes": [3, 2], "sample_steps": 2},

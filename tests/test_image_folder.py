@@ -398,6 +398,8 @@ TINY = {
     "stacked-ae": {"hidden_sizes": [16, 8], "pretrain_steps": 1},
     "ladder": {"hidden": [8, 4], "denoising_weights": 1.0},
     "aae": {"hidden": [32], "disc_hidden": [16]},
+    "cvae": {"channels": [8, 16]},
+    "iwae": {"hidden": [16], "latent_dim": 4, "k": 3},
     "aae-mixture": {"hidden": [32], "disc_hidden": [16]},
     "ladder-supervised": {"hidden": [8, 4]},
     "rbm": {"num_hidden": 8, "sample_steps": 5},

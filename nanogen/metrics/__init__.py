@@ -7,6 +7,8 @@
 * :func:`classifier_features`, :func:`class_probabilities`, :func:`reference_features` -- the
   shipped LeNet (:func:`load_classifier`) applied to images (N, 1, 28, 28) in [0, 1];
 * :func:`nearest_neighbours` / :func:`nearest_neighbour_grid` -- the memorisation check;
+* :func:`conditional_accuracy` -- how often the classifier recognises the requested class in a
+  class-conditional model's samples;
 * :func:`linear_probe` / :func:`probe_model` -- logistic regression on a representation
   model's frozen codes, scored by test accuracy;
 * :func:`reference_points` -- real, blurred, shuffled and noise images scored the same way, the

@@ -83,8 +83,8 @@ class GenerativeModel(nn.Module):
       classifier): the training loop draws no sample grids for it and ``nanogen sample``
       refuses it in one line.
     * ``conditional`` -- True for a class-conditional model: :meth:`sample` needs labels ``y``
-      (checked with :func:`check_labels`), and ``nanogen eval`` reports how often the shipped
-      classifier recognises the requested class in its samples
+      (checked with :func:`check_labels`), and its :meth:`evaluate` reports how often the
+      shipped classifier recognises the requested class in its samples
       (:func:`nanogen.metrics.conditional_accuracy`).
 
     A representation model (an autoencoder) also defines ``codes(x)``: the (N, F) features its

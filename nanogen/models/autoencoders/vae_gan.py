@@ -119,8 +119,9 @@ class VAEGAN(VAE):
     (``generator="dcgan"``: batch norm, ReLU, tanh) or the VAE's conv decoder followed by a tanh
     (``"conv"``: no batch norm; its samples were noise blobs after 500 steps where the DCGAN
     generator's were already dark-backed strokes); ``disc_channels`` the DCGAN
-    discriminator's widths, whose last feature map is :math:`\\mathrm{Dis}_l`; ``gamma`` the decoder's weight on the feature reconstruction
-    error against the GAN term; ``beta`` the encoder's weight on the KL (1 in the paper);
+    discriminator's widths, whose last feature map is :math:`\\mathrm{Dis}_l`; ``gamma`` the
+    decoder's weight on the feature reconstruction error against the GAN term; ``beta`` the
+    encoder's weight on the KL (1 in the paper);
     ``loss`` the decoder's side of the game, ``"non-saturating"`` or ``"minimax"``;
     ``max_shift`` as for the VAE (random translations of the training images).
     ``num_classes`` is accepted for the common model interface and not used.

@@ -388,12 +388,26 @@ def test_figures_show_images_their_corruption_and_the_decoders_estimate():
     model = tiny()
     model.eval()
     x = images(4, seed=24)
+    assert model.figures(x) == {}          # an untrained decoder (shipped weights leave it out)
+    model.decoder_updates.fill_(1)
     figures = model.figures(x)
     images_, nrow = figures["denoising"]
     assert nrow == 4 and images_.shape == (12, *SHAPE)
     np.testing.assert_array_equal(images_.numpy()[:4], x.numpy())
     assert images_.numpy().min() >= 0 and images_.numpy().max() <= 1
     assert tiny(denoising_weights=0.0).figures(x) == {}
+
+
+def test_the_shipped_state_is_the_classifier_alone():
+    model = tiny()
+    shipped = model.inference_state_dict()
+    assert "gamma" in shipped and any(k.startswith("encoder.") for k in shipped)
+    assert not any(k.startswith(("decoder.", "memory_")) for k in shipped)
+    fresh = tiny()
+    fresh.load_state_dict(shipped, strict=False)
+    fresh.eval(), model.eval()
+    x = images(6, seed=25)
+    np.testing.assert_array_equal(fresh.classify(x).numpy(), model.classify(x).numpy())
 
 
 # ---------------------------------------------------------------- registry and errors

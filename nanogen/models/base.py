@@ -75,7 +75,8 @@ class GenerativeModel(nn.Module):
     * ``judged_by_samples`` -- True for models with no likelihood to report (GANs, diffusion):
       ``nanogen eval`` then scores ``eval_num_samples`` of their samples with
       :mod:`nanogen.metrics` (FID, KID, IS) unless ``--num-samples`` says otherwise.
-    * ``inference_modules`` -- the names of the sub-modules that :meth:`sample`,
+    * ``inference_modules`` -- the names of the sub-modules (or direct parameters) that
+      :meth:`sample`,
       :meth:`evaluate` and :meth:`figures` use, when they use only some (a GAN:
       ``("generator",)``); None (the default) for all.  :meth:`inference_state_dict` keeps
       those, and the shipped pretrained weights (:mod:`nanogen.pretrained`) hold nothing else.
@@ -148,8 +149,9 @@ class GenerativeModel(nn.Module):
         state = self.state_dict()
         if self.inference_modules is None:
             return state
-        prefixes = tuple(f"{name}." for name in self.inference_modules)
-        for key in [key for key in state if not key.startswith(prefixes)]:
+        names = tuple(self.inference_modules)
+        prefixes = tuple(f"{name}." for name in names)
+        for key in [key for key in state if key not in names and not key.startswith(prefixes)]:
             del state[key]
         return state
 

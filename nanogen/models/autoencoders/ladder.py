@@ -187,6 +187,10 @@ class LadderNetwork(GenerativeModel):
 
     data_transform = "unit"
     can_sample = False           # a classifier: the training loop draws no sample grids
+    # what the shipped weights hold: the classifier (the clean and corrupted encoder's weights
+    # and statistics, the top scale); the decoder, the labelled memory and the update count are
+    # for training only
+    inference_modules = ("encoder", "gamma")
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10,
                  hidden=(1000, 500, 250, 250, 250), noise_std: float = 0.3,
@@ -227,6 +231,9 @@ class LadderNetwork(GenerativeModel):
         self.register_buffer("memory_x", zeros(slots, *self.image_shape))
         self.register_buffer("memory_y", zeros(slots, dtype=int64))
         self.register_buffer("memory_count", zeros(self.num_classes, dtype=int64))
+        # updates the decoder has had: 0 in weights that ship without it (inference_modules),
+        # where figures() then draws no denoising picture
+        self.register_buffer("decoder_updates", zeros((), dtype=int64))
 
     # -- input checks ---------------------------------------------------------------------------
     def _check_images(self, x, where: str):
@@ -371,6 +378,8 @@ class LadderNetwork(GenerativeModel):
         self.remember(x, y)
         logs = super().training_step((x, None), optimizers)
         self.track_statistics()
+        if self.decoder is not None:
+            self.decoder_updates.copy_(self.decoder_updates + 1)
         return logs
 
     # -- using a trained network ----------------------------------------------------------------
@@ -392,9 +401,10 @@ class LadderNetwork(GenerativeModel):
 
     def figures(self, x, y=None) -> dict:
         """``denoising``: up to 10 test images (top row), their corrupted copies x + sigma eps
-        (middle) and the decoder's estimates z_hat^(0) clipped to [0, 1] (bottom)."""
+        (middle) and the decoder's estimates z_hat^(0) clipped to [0, 1] (bottom); none for a
+        network without a trained decoder (the supervised baseline, the shipped classifier)."""
         self._check_images(x, "figures")
-        if self.decoder is None or x.shape[0] < 2:
+        if self.decoder is None or int(self.decoder_updates.item()) == 0 or x.shape[0] < 2:
             return {}
         x = x[:10]
         with no_grad():

@@ -56,10 +56,13 @@ TINY = {
     "sparse-coding-digits": {"num_atoms": 3, "num_iters": 3},
     "sparse-coding-hierarchical": {"patch_size": 2, "pool": 2, "num_atoms": 2, "num_atoms2": 2,
                                    "num_iters": 3, "first_layer_steps": 1},
+    "pixelvae": {"channels": [2, 2], "latent_dim": 2, "cond_channels": 2, "pixel_channels": 2,
+                 "num_blocks": 1, "head_channels": 2},
     "rbm": {"num_hidden": 3, "sample_steps": 2},
     "sparse-ae": {"code_dim": 3},
     "stacked-ae": {"hidden_sizes": [3, 2], "pretrain_steps": 1},
     "vae": {"channels": [2, 2], "latent_dim": 2},
+    "vae-gan": {"channels": [2, 2], "disc_channels": [2, 2], "latent_dim": 2},
     "vae-2d": {"channels": [2, 2]},
 }
 MODELS = sorted(all_models())

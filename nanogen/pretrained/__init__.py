@@ -65,8 +65,9 @@ CHECK_SAMPLES = 20                     # ... and its samples, for a model judged
 # attributes set on the model for the check, recorded as the check's "model_options"
 CHECK_AIS = {"ais_runs": 10, "ais_temperatures": 100}
 # the metric `nanogen list --pretrained` shows: the first of these the evaluation reported
-HEADLINE_METRICS = ("fid", "accuracy", "nll_nats", "nll_upper_bound_nats", "neg_elbo_nats",
-                    "reconstruction_mse", "modes_covered", "bits_per_dim", "loss")
+HEADLINE_METRICS = ("fid", "accuracy", "nll_nats", "nll_upper_bound_nats", "iwae_nll_nats",
+                    "neg_elbo_nats", "reconstruction_mse", "modes_covered", "bits_per_dim",
+                    "loss")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 # each entry's keys and the JSON types they hold

@@ -238,9 +238,10 @@ class LadderNetwork(GenerativeModel):
     def load_state_dict(self, state_dict, strict: bool = True):
         """Module.load_state_dict; a checkpoint written before ``decoder_updates`` existed holds
         a trained decoder when it holds the decoder at all (counted as 1 update)."""
-        if (self.decoder is not None and "decoder_updates" not in state_dict
-                and any(key.startswith("decoder.") for key in state_dict)):
-            state_dict = {**state_dict, "decoder_updates": np.array(1, dtype=np.int64)}
+        if "decoder_updates" not in state_dict and any(key.startswith(("encoder.", "decoder."))
+                                                       for key in state_dict):
+            trained = any(key.startswith("decoder.") for key in state_dict)
+            state_dict = {**state_dict, "decoder_updates": np.array(int(trained), dtype=np.int64)}
         return super().load_state_dict(state_dict, strict)
 
     # -- input checks ---------------------------------------------------------------------------

@@ -228,7 +228,7 @@ def test_sample_eval_and_list_work_from_the_shipped_weights_alone(shipped_vae, t
     assert status == 0, err
     header, row = out.splitlines()
     assert header.split() == ["name", "model", "metric", "size"]
-    assert row.split()[:3] == ["tiny-vae", "vae", "neg_elbo_nats"]
+    assert row.split()[:3] == ["tiny-vae", "vae", "iwae_nll_nats"]
     assert pretrained.format_bytes(shipped_vae["bytes"]) in row and "30 test examples" in row
 
     status, _, err = run_cli("sample", "pretrained:tiny-vae", "--n", 4, "--seed", 1)

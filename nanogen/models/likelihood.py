@@ -54,7 +54,9 @@ def sum_per_example(t):
 
 
 def bernoulli_log_prob(logits, x):
-    """log p(x) per example for Bernoulli variables with the given logits (x in {0, 1})."""
+    """log p(x) per example for Bernoulli variables with the given logits (x in {0, 1}):
+    sum_i x_i l_i - softplus(l_i).  For grey targets x in [0, 1] the same sum is minus the
+    cross-entropy of two Bernoulli distributions (the autoencoders' reconstruction loss)."""
     if logits.shape != x.shape:
         raise ValueError(f"bernoulli_log_prob: logits shape {tuple(logits.shape)} and data shape "
                          f"{tuple(x.shape)} differ")

@@ -188,9 +188,9 @@ class LadderNetwork(GenerativeModel):
     data_transform = "unit"
     can_sample = False           # a classifier: the training loop draws no sample grids
     # what the shipped weights hold: the classifier (the clean and corrupted encoder's weights
-    # and statistics, the top scale); the decoder, the labelled memory and the update count are
-    # for training only
-    inference_modules = ("encoder", "gamma")
+    # and statistics, the top scale) and how many labels it learnt from; the decoder, the
+    # labelled images and the update count are for training only
+    inference_modules = ("encoder", "gamma", "memory_count")
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10,
                  hidden=(1000, 500, 250, 250, 250), noise_std: float = 0.3,

@@ -296,3 +296,16 @@ def test_clear_errors_for_bad_configurations(kwargs, message):
 def test_image_sizes_the_discriminator_cannot_halve_are_refused():
     with pytest.raises(ImageShapeError, match="needs H and W divisible by 4, got 6x6"):
         VAEGAN(image_shape=(1, 6, 6), channels=(2,), disc_channels=(2, 2))
+
+
+@pytest.mark.parametrize("module", ["nanogen.models.gans.dcgan", "nanogen.models.gans",
+                                    "nanogen.models.autoencoders.vae_gan",
+                                    "nanogen.models.autoencoders.aae"])
+def test_each_family_imports_first_in_a_fresh_process(module):
+    """The autoencoders import GAN parts and the GANs shared shape checks: no import cycle,
+    whichever module a script imports first (examples/adversarial_dcgan.py imports dcgan)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

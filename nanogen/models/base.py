@@ -22,7 +22,8 @@ from .. import nn
 from ..autograd import no_grad
 from ..optim import Adam
 
-__all__ = ["GenerativeModel", "ImageShapeError", "check_halvings", "check_labels"]
+__all__ = ["GenerativeModel", "ImageShapeError", "check_halvings", "check_labels",
+           "check_image_shape", "check_channels", "feature_map_shape"]
 
 
 class ImageShapeError(ValueError):
@@ -40,6 +41,36 @@ def check_halvings(image_shape, halvings: int, what: str) -> None:
         raise ImageShapeError(f"{what} with {halvings} stride-2 level"
                               f"{'s' if halvings != 1 else ''} needs H and W divisible by "
                               f"{factor}, got {h}x{w} ({up(h)}x{up(w)} would do)")
+
+
+def check_image_shape(image_shape) -> tuple:
+    """``image_shape`` as a (C, H, W) tuple of positive ints; a ValueError otherwise."""
+    shape = tuple(image_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {image_shape!r}")
+    return shape
+
+
+def check_channels(channels) -> tuple:
+    """The widths of a stack of stride-2 conv layers as a non-empty tuple of positive ints."""
+    channels = tuple(channels)
+    if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
+        raise ValueError(f"channels must be a non-empty sequence of positive ints, got "
+                         f"{channels!r}")
+    return channels
+
+
+def feature_map_shape(image_shape, channels) -> tuple:
+    """(C_last, H / 2^L, W / 2^L): the encoder's last feature map for ``L = len(channels)``
+    stride-2 layers; a ValueError when H or W is not divisible by 2^L."""
+    c, h, w = check_image_shape(image_shape)
+    channels = check_channels(channels)
+    factor = 2 ** len(channels)
+    if h % factor or w % factor:
+        raise ValueError(f"image size {h}x{w} is not divisible by {factor}: {len(channels)} "
+                         f"stride-2 layers (channels={channels}) need sides that halve "
+                         f"{len(channels)} times")
+    return channels[-1], h // factor, w // factor
 
 
 def check_labels(y, n: int, num_classes: int, where: str):

@@ -33,6 +33,8 @@ import math
 
 from ... import nn
 from ...utils.checks import positive_int
+from ..base import check_channels, feature_map_shape
+from ..base import check_image_shape as _check_image_shape
 
 __all__ = ["ConvEncoder", "ConvDecoder", "MLPEncoder", "MLPDecoder", "feature_map_shape",
            "check_channels", "check_hidden", "ACTIVATIONS"]
@@ -47,34 +49,6 @@ def _activation(name: str):
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose one of "
                          f"{', '.join(sorted(ACTIVATIONS))}") from None
-
-
-def _check_image_shape(image_shape) -> tuple:
-    shape = tuple(image_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ValueError(f"image_shape must be (C, H, W) with positive ints, got {image_shape!r}")
-    return shape
-
-
-def check_channels(channels) -> tuple:
-    channels = tuple(channels)
-    if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
-        raise ValueError(f"channels must be a non-empty sequence of positive ints, got "
-                         f"{channels!r}")
-    return channels
-
-
-def feature_map_shape(image_shape, channels) -> tuple:
-    """(C_last, H / 2^L, W / 2^L): the encoder's last feature map for ``L = len(channels)``
-    stride-2 layers; a ValueError when H or W is not divisible by 2^L."""
-    c, h, w = _check_image_shape(image_shape)
-    channels = check_channels(channels)
-    factor = 2 ** len(channels)
-    if h % factor or w % factor:
-        raise ValueError(f"image size {h}x{w} is not divisible by {factor}: {len(channels)} "
-                         f"stride-2 layers (channels={channels}) need sides that halve "
-                         f"{len(channels)} times")
-    return channels[-1], h // factor, w // factor
 
 
 def _dropout(p: float) -> list:

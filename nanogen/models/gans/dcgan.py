@@ -30,8 +30,7 @@ For MNIST with ``channels=(64, 128)`` (the benchmark's network)::
 from __future__ import annotations
 
 from ... import nn
-from ..autoencoders.networks import check_channels, feature_map_shape
-from ..base import check_halvings
+from ..base import check_channels, check_halvings, feature_map_shape
 from ..registry import ModelSpec, register
 from ...utils.checks import positive_int
 from .adversarial import AdversarialModel

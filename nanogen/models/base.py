@@ -132,6 +132,13 @@ class GenerativeModel(nn.Module):
     can_sample = True
     conditional = False
 
+    # -- input checks ---------------------------------------------------------------------------
+    def _check_images(self, x, where: str):
+        """A ValueError naming ``Model.where`` unless x is a batch (N, *self.image_shape)."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"{type(self).__name__}.{where}: expected images of shape (N, "
+                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self, lr: float) -> dict:
         """The optimizers :meth:`training_step` uses, by name (saved in checkpoints by name)."""

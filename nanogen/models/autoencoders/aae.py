@@ -198,11 +198,6 @@ class AAE(GenerativeModel):
         return next(iter(self.parameters())).device
 
     # -- input checks ---------------------------------------------------------------------------
-    def _check_images(self, x, where: str):
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"AAE.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
     def _check_codes(self, z, where: str):
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"AAE.{where}: expected codes of shape (N, {self.latent_dim}), got "

@@ -122,11 +122,6 @@ class Autoencoder(GenerativeModel):
         return next(iter(self.parameters())).device
 
     # -- input checks ---------------------------------------------------------------------------
-    def _check_images(self, x, where: str):
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"{type(self).__name__}.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
     def _check_codes(self, h, where: str):
         if h.ndim != 2 or h.shape[1] != self.code_dim:
             raise ValueError(f"{type(self).__name__}.{where}: expected codes of shape (N, "

@@ -244,12 +244,6 @@ class LadderNetwork(GenerativeModel):
             state_dict = {**state_dict, "decoder_updates": np.array(int(trained), dtype=np.int64)}
         return super().load_state_dict(state_dict, strict)
 
-    # -- input checks ---------------------------------------------------------------------------
-    def _check_images(self, x, where: str):
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"LadderNetwork.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
     # -- the labelled memory --------------------------------------------------------------------
     def remember(self, x, y) -> int:
         """Copy into the labelled memory, in batch order, each image of (x, y) whose class has

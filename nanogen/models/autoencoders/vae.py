@@ -150,11 +150,6 @@ class VAE(GenerativeModel):
         return next(iter(self.parameters())).device
 
     # -- input checks ---------------------------------------------------------------------------
-    def _check_images(self, x, where: str):
-        if tuple(x.shape[1:]) != self.image_shape or x.ndim != 4:
-            raise ValueError(f"{type(self).__name__}.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
     def _check_latents(self, z, where: str):
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"{type(self).__name__}.{where}: expected latent codes of shape (N, "

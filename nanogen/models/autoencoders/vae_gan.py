@@ -158,11 +158,6 @@ class VAEGAN(VAE):
         self.disc_channels = disc_channels
         self.discriminator = radford_init_(dcgan_discriminator(self.image_shape, disc_channels))
 
-    def _check_images(self, x, where: str):
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"VAEGAN.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
     # -- the three networks ---------------------------------------------------------------------
     def decode(self, z):
         """Dec(z): images in [-1, 1], (N, C, H, W) (the DCGAN generator ends in tanh; the

@@ -50,12 +50,6 @@ class RasterAutoregressiveModel(GenerativeModel):
     conditional = False
 
     # -- checks ---------------------------------------------------------------------------------
-    def _check_images(self, x, op):
-        C, H, W = self.image_shape
-        if x.ndim != 4 or tuple(x.shape[1:]) != (C, H, W):
-            raise ValueError(f"{type(self).__name__}.{op}: expected images of shape "
-                             f"(N, {C}, {H}, {W}), got {tuple(x.shape)}")
-
     def _check_binary(self, x, op):
         """Bernoulli pixels must be 0 or 1: a [0, 1] image has no likelihood under the model."""
         check_binary(x, f"{type(self).__name__}.{op}")

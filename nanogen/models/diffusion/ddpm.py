@@ -200,11 +200,6 @@ class DDPM(GenerativeModel):
         first = next(iter(self.parameters()), None)
         return first.device if first is not None else "cpu"
 
-    def _check_images(self, x, where: str):
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"DDPM.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
     def _timesteps_for(self, t, n: int, where: str, low: int = 1) -> np.ndarray:
         """``t`` as n int64 timesteps in ``low .. T`` (an int is broadcast)."""
         t = check_timesteps(t, self.timesteps, low=low, where=f"DDPM.{where}: t")

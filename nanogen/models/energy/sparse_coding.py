@@ -350,11 +350,6 @@ class _ImageCoder(GenerativeModel):
     def _device(self):
         return next(iter(self.parameters())).device
 
-    def _check_images(self, x, where: str):
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"{type(self).__name__}.{where}: expected images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
-
 
 class _Patches:
     """Where p x p patches sit in (C, H, W) images, as flat indices into each image's C*H*W

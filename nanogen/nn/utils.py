@@ -1,4 +1,5 @@
-"""``nn.utils``: gradient clipping and flattening parameters into one vector."""
+"""``nn.utils``: gradient clipping, flattening parameters into one vector, spectral
+normalisation (:mod:`.spectral_norm`)."""
 from __future__ import annotations
 
 import math
@@ -6,9 +7,10 @@ import math
 from .. import functional as F
 from ..autograd import no_grad
 from ..tensor import Tensor
+from .spectral_norm import remove_spectral_norm, spectral_norm
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector",
-           "vector_to_parameters"]
+           "vector_to_parameters", "spectral_norm", "remove_spectral_norm"]
 
 
 def _as_list(parameters):

@@ -39,6 +39,15 @@ Logged per step: ``loss_d`` and ``d_real`` / ``d_fake`` -- the mean of :math:`D(
 equilibrium :math:`p_g = p_\text{data}`, :math:`D \equiv \tfrac12` and ``loss_d`` is
 :math:`\log 4 \approx 1.386`.
 
+The same step plays every game of :mod:`.losses` (least squares, Wasserstein, hinge) and takes
+the constraints the later papers put on the discriminator, each a constructor option:
+``penalty`` (a gradient penalty of :mod:`.penalties`, WGAN-GP or DRAGAN, weighted by
+``penalty_weight``), ``weight_clip`` (WGAN: every discriminator weight clamped to
+:math:`[-c, c]` after each of its updates), ``spectral_norm`` (SN-GAN: every weight of the
+discriminator divided by its largest singular value, :mod:`nanogen.nn.spectral_norm`), and the
+optimizer (``"adam"`` with ``betas``, or ``"rmsprop"`` as WGAN).  For a game on plain scores the
+log shows ``score_real`` / ``score_fake``, the mean outputs, instead of probabilities.
+
 Samples: images from a generator ending in tanh are mapped from [-1, 1] back to [0, 1]; points
 (a toy 2-D set) are returned as the generator makes them.
 """
@@ -51,11 +60,15 @@ import numpy as np
 from ... import functional as F
 from ...autograd import no_grad
 from ...creation import randn, tensor
-from ...optim import Adam
+from ... import nn
+from ...optim import Adam, RMSprop
 from ...utils.checks import positive_int
 from ..base import GenerativeModel
 from ..latent import interpolation_grid
 from .losses import adversarial_loss
+from .penalties import PENALTIES, gradient_norm_penalty
+
+OPTIMIZERS = ("adam", "rmsprop")
 
 __all__ = ["AdversarialModel", "frozen"]
 
@@ -81,8 +94,10 @@ class AdversarialModel(GenerativeModel):
 
     ``sample_shape`` is (C, H, W) for images (the generator ends in tanh; data in [-1, 1]) or
     (D,) for points of a toy set (data as is).  ``loss`` names the game
-    (:data:`.losses.ADVERSARIAL_LOSSES`: ``"non-saturating"`` or ``"minimax"``); ``k``
-    discriminator updates per generator update.
+    (:data:`.losses.ADVERSARIAL_LOSSES`); ``k`` discriminator updates per generator update.
+    At most one constraint on the discriminator: ``penalty`` (``"wgan-gp"`` or ``"dragan"``,
+    times ``penalty_weight``), ``weight_clip`` c, or ``spectral_norm``.  ``optimizer``
+    ``"adam"`` (with ``betas``, default (0.5, 0.999)) or ``"rmsprop"``.
     """
 
     judged_by_samples = True
@@ -92,7 +107,9 @@ class AdversarialModel(GenerativeModel):
     interpolation_steps = 10      # ... and codes from one to the other, both included
 
     def __init__(self, generator, discriminator, *, latent_dim: int, sample_shape,
-                 loss: str = "non-saturating", k: int = 1):
+                 loss: str = "non-saturating", k: int = 1, penalty: str | None = None,
+                 penalty_weight: float = 10.0, weight_clip: float | None = None,
+                 spectral_norm: bool = False, optimizer: str = "adam", betas=None):
         super().__init__()
         name = type(self).__name__
         k = positive_int(k, f"{name}: k (discriminator updates per generator update)")
@@ -107,9 +124,56 @@ class AdversarialModel(GenerativeModel):
         self.latent_dim = latent_dim
         self.generator = generator
         self.discriminator = discriminator
+        self._configure_discriminator_constraints(penalty, penalty_weight, weight_clip,
+                                                  spectral_norm)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got "
+                             f"{optimizer!r}")
+        if betas is not None and optimizer != "adam":
+            raise ValueError(f"{name}: betas are Adam's; optimizer {optimizer!r} has none")
+        self.optimizer_name = optimizer
+        self.betas = type(self).betas if betas is None else tuple(float(b) for b in betas)
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
         self.data_transform = "symmetric" if self.makes_images else "unit"
         if not self.makes_images:
             self.eval_num_samples = 5000          # for the mode metric (evaluate)
+
+    def _configure_discriminator_constraints(self, penalty, penalty_weight, weight_clip,
+                                             spectral_norm):
+        """Check and keep the penalty / clipping / spectral-norm options; apply spectral norm
+        to every weight of the discriminator's linear and (transposed) convolution layers."""
+        name = type(self).__name__
+        if penalty is not None and penalty not in PENALTIES:
+            raise ValueError(f"{name}: unknown penalty {penalty!r}; choose one of "
+                             f"{', '.join(PENALTIES)} or None")
+        if not (isinstance(penalty_weight, (int, float)) and penalty_weight > 0):
+            raise ValueError(f"{name}: penalty_weight must be a positive number, got "
+                             f"{penalty_weight!r}")
+        if weight_clip is not None and not (isinstance(weight_clip, (int, float))
+                                            and weight_clip > 0):
+            raise ValueError(f"{name}: weight_clip must be a positive number or None, got "
+                             f"{weight_clip!r}")
+        constraints = [c for c, on in (("penalty", penalty is not None),
+                                       ("weight_clip", weight_clip is not None),
+                                       ("spectral_norm", bool(spectral_norm))) if on]
+        if len(constraints) > 1:
+            raise ValueError(f"{name}: choose one way to constrain the discriminator, got "
+                             f"{' and '.join(constraints)}")
+        if penalty is not None:
+            norms = [type(m).__name__ for m in self.discriminator.modules()
+                     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+            if norms:
+                raise ValueError(f"{name}: a gradient penalty is per example, and the "
+                                 f"discriminator's {norms[0]} mixes the examples of a batch; "
+                                 f"build it without batch norm (DCGAN: critic_norm='layer')")
+        self.penalty_name, self.penalty_weight = penalty, float(penalty_weight)
+        self.weight_clip = None if weight_clip is None else float(weight_clip)
+        self.spectral_norm = bool(spectral_norm)
+        if self.spectral_norm:
+            for module in self.discriminator.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.utils.spectral_norm(module)
 
     @property
     def makes_images(self) -> bool:
@@ -129,8 +193,9 @@ class AdversarialModel(GenerativeModel):
         """n codes z ~ N(0, I), (n, latent_dim), from nanogen's global generator."""
         return randn(int(n), self.latent_dim, device=self._device())
 
-    def generate(self, z):
-        """G(z): (N, *sample_shape) -- images in [-1, 1], or points."""
+    def generate(self, z, condition=None):
+        """G(z): (N, *sample_shape) -- images in [-1, 1], or points.  ``condition`` (from
+        :meth:`sample_condition`) is None for an unconditional GAN."""
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"{type(self).__name__}.generate: expected codes of shape (N, "
                              f"{self.latent_dim}), got {tuple(z.shape)}")
@@ -142,15 +207,21 @@ class AdversarialModel(GenerativeModel):
         return self.discriminator(x).reshape(x.shape[0])
 
     def configure_optimizers(self, lr: float) -> dict:
-        """Adam for each player, both at ``lr`` with betas (0.5, 0.999)."""
-        return {"discriminator": Adam(self.discriminator.parameters(), lr=lr, betas=self.betas),
-                "generator": Adam(self.generator.parameters(), lr=lr, betas=self.betas)}
+        """One optimizer per player, both at ``lr``: Adam with ``betas`` ((0.5, 0.999) unless
+        the model says otherwise), or RMSprop (WGAN: momentum-free, for a critic whose
+        gradients change direction as the generator moves)."""
+        def make(parameters):
+            if self.optimizer_name == "rmsprop":
+                return RMSprop(parameters, lr=lr)
+            return Adam(parameters, lr=lr, betas=self.betas)
+        return {"discriminator": make(self.discriminator.parameters()),
+                "generator": make(self.generator.parameters())}
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch, optimizers) -> dict:
         """k discriminator updates, one per minibatch of ``batch`` (k minibatches joined along
         the first axis), then one generator update; see the module docstring."""
-        x, _ = batch
+        x, y = batch
         self._check_samples(x, "training_step")
         for name in ("discriminator", "generator"):
             if name not in optimizers:
@@ -161,36 +232,79 @@ class AdversarialModel(GenerativeModel):
             raise ValueError(f"{type(self).__name__}.training_step: a batch of {x.shape[0]} "
                              f"does not split into k = {k} equal minibatches")
         m = x.shape[0] // k
-        d_logs = [self._discriminator_update(x[i * m:(i + 1) * m], optimizers["discriminator"])
+        d_logs = [self._discriminator_update(x[i * m:(i + 1) * m],
+                                             None if y is None else y[i * m:(i + 1) * m],
+                                             optimizers["discriminator"])
                   for i in range(k)]
-        loss_g = self._generator_update(m, optimizers["generator"])
-        loss_d, d_real, d_fake = np.mean(d_logs, axis=0)
-        return {"loss_d": float(loss_d), "loss_g": loss_g,
-                "d_real": float(d_real), "d_fake": float(d_fake)}
+        g_logs = self._generator_update(m, None if y is None else y[:m], optimizers["generator"])
+        logs = {key: float(np.mean([log[key] for log in d_logs])) for key in d_logs[0]}
+        return {"loss_d": logs.pop("loss_d"), "loss_g": g_logs.pop("loss_g"), **logs, **g_logs}
 
-    def _discriminator_update(self, real, optimizer):
-        """One step of D on -V (real minibatch, fakes from fresh codes); returns the loss and
-        the mean D(x), D(G(z)) before the step."""
+    def _discriminator_update(self, real, labels, optimizer) -> dict:
+        """One step of D on :meth:`discriminator_loss` (the real minibatch and its labels, fakes
+        from fresh codes), then the weight clipping if any; returns the logs of the loss."""
+        m = real.shape[0]
         with no_grad():                                        # G is a constant here
-            fake = self.generate(self.sample_latents(real.shape[0]))
-        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
-        loss = self.adversarial.discriminator(real_logits, fake_logits)   # -V
+            condition = self.sample_condition(m, labels)
+            fake = self.generate(self.sample_latents(m), condition)
+        loss, logs = self.discriminator_loss(real, labels, fake, condition)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        with no_grad():
-            return (float(loss.item()), float(F.sigmoid(real_logits).mean().item()),
-                    float(F.sigmoid(fake_logits).mean().item()))
+        if self.weight_clip is not None:
+            self._clip_discriminator_weights()
+        return {"loss_d": float(loss.item()), **logs}
 
-    def _generator_update(self, m: int, optimizer) -> float:
-        """One step of G on its loss, through a frozen D; returns the loss."""
+    def _generator_update(self, m: int, labels, optimizer) -> dict:
+        """One step of G on :meth:`generator_loss`, through a frozen D; returns its logs."""
+        condition = self.sample_condition(m, labels)
         with frozen(self.discriminator):
-            fake_logits = self.discriminate(self.generate(self.sample_latents(m)))
-            loss = self.adversarial.generator(fake_logits)
+            loss, logs = self.generator_loss(self.generate(self.sample_latents(m), condition),
+                                             condition)
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
-        return float(loss.item())
+        return {"loss_g": float(loss.item()), **logs}
+
+    # -- the pieces a variant replaces ----------------------------------------------------------
+    # A conditional or auxiliary-head GAN (CGAN, ACGAN, InfoGAN, EBGAN, ...) overrides these and
+    # keeps the alternating step above.
+    def sample_condition(self, n: int, labels=None):
+        """What the generator is conditioned on for ``n`` fakes, given the real minibatch's
+        ``labels`` (None for an unlabelled dataset): None for an unconditional GAN."""
+        return None
+
+    def discriminator_loss(self, real, labels, fake, condition):
+        """D's loss on a real minibatch and a batch of fakes (made from ``condition``), and
+        its logs: the game's discriminator loss, plus ``penalty_weight`` times the gradient
+        penalty if any; the mean outputs D(x), D(G(z)) (probabilities) or the mean scores."""
+        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
+        loss = self.adversarial.discriminator(real_logits, fake_logits)   # e.g. -V
+        logs = {}
+        if self.penalty_name is not None:
+            points = PENALTIES[self.penalty_name](real, fake)
+            penalty = gradient_norm_penalty(self.discriminate, points)
+            loss = loss + self.penalty_weight * penalty
+            logs["penalty"] = float(penalty.item())
+        with no_grad():
+            if self.adversarial.log_odds:
+                logs["d_real"] = float(F.sigmoid(real_logits).mean().item())
+                logs["d_fake"] = float(F.sigmoid(fake_logits).mean().item())
+            else:
+                logs["score_real"] = float(real_logits.mean().item())
+                logs["score_fake"] = float(fake_logits.mean().item())
+        return loss, logs
+
+    def generator_loss(self, fake, condition):
+        """G's loss on its fakes (made from ``condition``), and extra logs: the game's."""
+        return self.adversarial.generator(self.discriminate(fake)), {}
+
+    def _clip_discriminator_weights(self):
+        """WGAN's constraint: every parameter of D clamped to [-c, c] in place."""
+        c = self.weight_clip
+        for p in self.discriminator.parameters():
+            xp = p._xp()
+            xp.clip(p.data, -c, c, out=p.data)
 
     # -- using a trained model ------------------------------------------------------------------
     def _to_data_range(self, out):

@@ -35,7 +35,7 @@ from ..registry import ModelSpec, register
 from ...utils.checks import positive_int
 from .adversarial import AdversarialModel
 
-__all__ = ["DCGAN", "dcgan_generator", "dcgan_discriminator", "radford_init_"]
+__all__ = ["DCGAN", "dcgan_generator", "dcgan_discriminator", "radford_init_", "CRITIC_NORMS"]
 
 
 def dcgan_generator(latent_dim: int, image_shape, channels=(64, 128), layers=nn):
@@ -57,16 +57,33 @@ def dcgan_generator(latent_dim: int, image_shape, channels=(64, 128), layers=nn)
     return layers.Sequential(*stack)
 
 
-def dcgan_discriminator(image_shape, channels=(64, 128), layers=nn):
+CRITIC_NORMS = ("batch", "layer", "none")
+
+
+def _critic_norm(kind: str, channels: int, layers):
+    """The normalisation after a discriminator convolution: batch norm (DCGAN), layer norm over
+    (C, H, W) with a scale and shift per channel (GroupNorm with one group; WGAN-GP's choice,
+    since a gradient penalty is per example), or none (spectral norm's critic)."""
+    if kind == "batch":
+        return [layers.BatchNorm2d(channels)]
+    if kind == "layer":
+        return [layers.GroupNorm(1, channels)]
+    return []
+
+
+def dcgan_discriminator(image_shape, channels=(64, 128), layers=nn, norm: str = "batch"):
     """images (N, C, H, W) -> logits (N, 1): one stride-2 convolution per entry of ``channels``
-    with LeakyReLU(0.2), batch norm after all but the first, then a linear map of the last
-    feature map to one logit.  ``layers`` as for :func:`dcgan_generator`."""
+    with LeakyReLU(0.2), ``norm`` (:data:`CRITIC_NORMS`) after all but the first, then a linear
+    map of the last feature map to one logit.  ``layers`` as for :func:`dcgan_generator`."""
+    if norm not in CRITIC_NORMS:
+        raise ValueError(f"DCGAN: critic_norm must be one of {', '.join(CRITIC_NORMS)}, got "
+                         f"{norm!r}")
     c_last, h, w = feature_map_shape(image_shape, channels)
     stack = [layers.Conv2d(image_shape[0], channels[0], 4, 2, 1),   # no BN at the input layer
              layers.LeakyReLU(0.2)]
     for c_in, c_out in zip(channels[:-1], channels[1:]):
-        stack += [layers.Conv2d(c_in, c_out, 4, 2, 1, bias=False),  # 2x downsampling, no pooling
-                  layers.BatchNorm2d(c_out), layers.LeakyReLU(0.2)]
+        stack += [layers.Conv2d(c_in, c_out, 4, 2, 1, bias=norm == "none"),  # 2x down, no pool
+                  *_critic_norm(norm, c_out, layers), layers.LeakyReLU(0.2)]
     stack += [layers.Flatten(), layers.Linear(c_last * h * w, 1)]
     return layers.Sequential(*stack)
 
@@ -79,7 +96,7 @@ def radford_init_(module):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
     return module
@@ -89,13 +106,16 @@ class DCGAN(AdversarialModel):
     """A DCGAN on images ``image_shape`` (C, H, W), H and W divisible by 2^len(channels).
 
     ``channels`` the discriminator's widths per resolution (the generator mirrors them),
-    ``latent_dim`` d, ``loss`` ``"non-saturating"`` or ``"minimax"``, ``k`` discriminator
-    updates per generator update.  ``num_classes`` is accepted for the common model interface
-    and not used: the model is unconditional.
+    ``latent_dim`` d, ``critic_norm`` the discriminator's normalisation (``"batch"``,
+    ``"layer"`` or ``"none"``).  ``loss``, ``k`` and the other keywords (penalty,
+    weight_clip, spectral_norm, optimizer, betas) choose the game:
+    :class:`~.adversarial.AdversarialModel`.  ``num_classes`` is accepted for the common model
+    interface and not used: the model is unconditional.
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10, latent_dim: int = 100,
-                 channels=(64, 128), loss: str = "non-saturating", k: int = 1):
+                 channels=(64, 128), loss: str = "non-saturating", k: int = 1,
+                 critic_norm: str = "batch", **game):
         if len(tuple(image_shape)) != 3:
             raise ValueError(f"DCGAN models images: image_shape must be (C, H, W), got "
                              f"{image_shape!r} (the MLP GAN, `gan`, handles 2-D points)")
@@ -103,10 +123,11 @@ class DCGAN(AdversarialModel):
         shape, channels = tuple(image_shape), tuple(channels)
         check_halvings(shape, len(check_channels(channels)), "DCGAN")
         super().__init__(radford_init_(dcgan_generator(latent_dim, shape, channels)),
-                         radford_init_(dcgan_discriminator(shape, channels)),
-                         latent_dim=latent_dim, sample_shape=shape, loss=loss, k=k)
+                         radford_init_(dcgan_discriminator(shape, channels, norm=critic_norm)),
+                         latent_dim=latent_dim, sample_shape=shape, loss=loss, k=k, **game)
         self.num_classes = num_classes
         self.channels = channels
+        self.critic_norm = critic_norm
 
 
 register(ModelSpec(

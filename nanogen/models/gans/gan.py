@@ -69,14 +69,16 @@ class GAN(AdversarialModel):
     ``batch_norm``, BatchNorm1d after each hidden layer of the generator (points: d = 2,
     (256, 256, 256), no dropout, k = 2, no batch norm; images: d = 100, (256, 512, 1024), dropout
     0.3, k = 1, batch norm -- without it, on mnist5k, G collapsed onto noisy ones within 4,000
-    steps, FID 1409; with it, varied digits, FID 148).  ``loss`` ``"non-saturating"`` or ``"minimax"``.  ``num_classes`` is accepted for
-    the common model interface and not used: the model is unconditional.
+    steps, FID 1409; with it, varied digits, FID 148).  ``loss`` and the other keywords
+    (penalty, weight_clip, spectral_norm, optimizer, betas) choose the game:
+    :class:`~.adversarial.AdversarialModel`.  ``num_classes`` is accepted for the common model
+    interface and not used: the model is unconditional.
     """
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10,
                  latent_dim: int | None = None, hidden=None, dropout: float | None = None,
                  loss: str = "non-saturating", k: int | None = None,
-                 batch_norm: bool | None = None):
+                 batch_norm: bool | None = None, **game):
         shape = tuple(image_shape)
         if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
                                                for s in shape):
@@ -102,7 +104,7 @@ class GAN(AdversarialModel):
             nn.Flatten(),
             *mlp((features, *reversed(hidden), 1), _leaky_relu, dropout))
         super().__init__(generator, discriminator, latent_dim=latent_dim,
-                         sample_shape=shape, loss=loss, k=k)
+                         sample_shape=shape, loss=loss, k=k, **game)
         self.num_classes = num_classes
         self.hidden = hidden
 

@@ -201,8 +201,9 @@ class AdversarialModel(GenerativeModel):
                              f"{self.latent_dim}), got {tuple(z.shape)}")
         return self.generator(z)
 
-    def discriminate(self, x):
-        """D's logits l(x), (N,): the log-odds that each sample is real."""
+    def discriminate(self, x, condition=None):
+        """D's logits l(x), (N,): the log-odds that each sample is real (or its scores, for a
+        game on scores).  ``condition`` (labels, for a conditional D) is None here."""
         self._check_samples(x, "discriminate")
         return self.discriminator(x).reshape(x.shape[0])
 
@@ -278,12 +279,13 @@ class AdversarialModel(GenerativeModel):
         """D's loss on a real minibatch and a batch of fakes (made from ``condition``), and
         its logs: the game's discriminator loss, plus ``penalty_weight`` times the gradient
         penalty if any; the mean outputs D(x), D(G(z)) (probabilities) or the mean scores."""
-        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
+        real_logits = self.discriminate(real, labels)
+        fake_logits = self.discriminate(fake, condition)
         loss = self.adversarial.discriminator(real_logits, fake_logits)   # e.g. -V
         logs = {}
-        if self.penalty_name is not None:
+        if self.penalty_name is not None:      # (a conditional D sees the real labels here)
             points = PENALTIES[self.penalty_name](real, fake)
-            penalty = gradient_norm_penalty(self.discriminate, points)
+            penalty = gradient_norm_penalty(lambda x: self.discriminate(x, labels), points)
             loss = loss + self.penalty_weight * penalty
             logs["penalty"] = float(penalty.item())
         with no_grad():
@@ -297,7 +299,7 @@ class AdversarialModel(GenerativeModel):
 
     def generator_loss(self, fake, condition):
         """G's loss on its fakes (made from ``condition``), and extra logs: the game's."""
-        return self.adversarial.generator(self.discriminate(fake)), {}
+        return self.adversarial.generator(self.discriminate(fake, condition)), {}
 
     def _clip_discriminator_weights(self):
         """WGAN's constraint: every parameter of D clamped to [-c, c] in place."""

@@ -389,6 +389,11 @@ TINY = {
     "dcgan": {"channels": [8, 16], "latent_dim": 8},
     "gan": {"hidden": [32, 32]},
     "gan-minimax": {"hidden": [32, 32]},
+    "lsgan": {"channels": [8, 16], "latent_dim": 8},
+    "wgan": {"channels": [8, 16], "latent_dim": 8},
+    "wgan-gp": {"channels": [8, 16], "latent_dim": 8},
+    "dragan": {"channels": [8, 16], "latent_dim": 8},
+    "sngan": {"channels": [8, 16], "latent_dim": 8},
     "vae": {"channels": [8, 16]},
     "vae-2d": {"channels": [8, 16]},
     "beta-vae": {"channels": [8, 16]},
@@ -449,7 +454,7 @@ def test_every_image_model_trains_and_samples_at_other_sizes(name, folder, shape
                         transform=train_transform(model.data_transform))
     optimizers = model.configure_optimizers(1e-3)
     before = {k: v.detach().numpy().copy() for k, v in model.named_parameters()}
-    batches = iter(loader)
+    batches = (batch for _ in range(100) for batch in loader)   # epochs on end: k may be 5
     model.train()
     for _ in range(2):
         parts = [next(batches) for _ in range(model.batches_per_step)]

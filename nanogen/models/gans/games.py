@@ -25,7 +25,8 @@ n_critic = 5; WGAN-GP: Algorithm 1's λ = 10, n_critic = 5, α = 1e-4, β = (0, 
 the authors' code's λ = 10 and Adam(1e-4, 0.5, 0.9); SN-GAN: setting C of Miyato et al.'s
 Table 1, α = 2e-4, β = (0.5, 0.999), n_dis = 1).  Deviation: DRAGAN's discriminator uses layer
 norm instead of batch norm, for the reason WGAN-GP gives (a penalty on per-example gradients
-needs a discriminator that treats the examples of a batch independently).
+needs a discriminator that treats the examples of a batch independently).  Every game states
+its update ratio, so on 2-D points it overrides the MLP GAN's k = 2.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def backbone(image_shape=(1, 28, 28), num_classes: int = 10, **kwargs):
 
 # name -> (learning rate, keywords, default steps, summary)
 GAMES = {
-    "lsgan": (2e-4, {"loss": "least-squares"}, 1500,
+    "lsgan": (2e-4, {"loss": "least-squares", "k": 1}, 1500,
               "LSGAN (Mao et al.): least-squares losses, a, b, c = -1, 1, 0"),
     "wgan": (5e-5, {"loss": "wasserstein", "k": 5, "weight_clip": 0.01,
                     "optimizer": "rmsprop"}, 500,
@@ -58,11 +59,11 @@ GAMES = {
                        "critic_norm": "layer", "betas": (0.0, 0.9)}, 400,
                 "WGAN-GP (Gulrajani et al.): gradient penalty on interpolates (λ = 10), layer "
                 "norm critic, Adam(1e-4, 0, 0.9), 5 critic steps"),
-    "dragan": (1e-4, {"loss": "non-saturating", "penalty": "dragan", "critic_norm": "layer",
+    "dragan": (1e-4, {"loss": "non-saturating", "k": 1, "penalty": "dragan", "critic_norm": "layer",
                       "betas": (0.5, 0.9)}, 1200,
                "DRAGAN (Kodali et al.): GAN loss plus a gradient penalty around perturbed "
                "real data (λ = 10)"),
-    "sngan": (2e-4, {"loss": "hinge", "spectral_norm": True, "critic_norm": "none"}, 1500,
+    "sngan": (2e-4, {"loss": "hinge", "k": 1, "spectral_norm": True, "critic_norm": "none"}, 1500,
               "SN-GAN (Miyato et al.): spectral normalisation of every critic weight, hinge "
               "loss"),
 }

@@ -157,7 +157,7 @@ def hinge_generator_loss(fake_scores):
 
 
 class AdversarialLoss(NamedTuple):
-    """A game: ``discriminator(real, fake)`` and ``generator(fake)``, each a scalar Tensor its
+    r"""A game: ``discriminator(real, fake)`` and ``generator(fake)``, each a scalar Tensor its
     player minimises, on the discriminator's outputs.  ``log_odds``: those outputs are logits
     :math:`\ell` with :math:`D = \sigma(\ell)` (the GAN games; tricks that move probability
     targets, such as label smoothing, apply) rather than plain scores (least squares,

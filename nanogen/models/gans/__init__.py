@@ -8,6 +8,7 @@ from .adversarial import AdversarialModel
 from .dcgan import DCGAN
 from .gan import GAN
 from . import games
+from . import conditional, infogan
 from . import energy_based
 from .losses import ADVERSARIAL_LOSSES, adversarial_loss
 

@@ -289,8 +289,12 @@ class ClassConditionalGAN(AdversarialModel):
         return super().training_step((x, y.to(x.device)), optimizers)
 
     def sample_condition(self, n: int, labels=None):
-        """The labels of the real minibatch: G draws fakes of the same classes."""
-        return check_labels(labels, n, self.num_classes, f"{type(self).__name__}.training_step")
+        """The labels of the real minibatch (checked by :meth:`training_step`): G draws fakes
+        of the same classes."""
+        if labels is None or len(labels) != n:
+            raise ValueError(f"{type(self).__name__}.training_step: this model is class-"
+                             f"conditional; each minibatch needs its {n} labels")
+        return labels
 
     def generate(self, z, condition=None):
         """G(z, y) (eq. 1) for labels ``condition`` (N,)."""

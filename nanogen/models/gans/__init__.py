@@ -10,6 +10,7 @@ from .gan import GAN
 from . import games
 from . import conditional, infogan
 from . import energy_based
+from . import bigan
 from .losses import ADVERSARIAL_LOSSES, adversarial_loss
 
 __all__ = ["AdversarialModel", "GAN", "DCGAN", "ADVERSARIAL_LOSSES", "adversarial_loss", "games"]

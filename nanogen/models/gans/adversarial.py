@@ -48,6 +48,23 @@ discriminator divided by its largest singular value, :mod:`nanogen.nn.spectral_n
 optimizer (``"adam"`` with ``betas``, or ``"rmsprop"`` as WGAN).  For a game on plain scores the
 log shows ``score_real`` / ``score_fake``, the mean outputs, instead of probabilities.
 
+Training tricks
+---------------
+The tricks of ganhacks and Salimans et al. 2016 are options too, applied by this step through the
+pieces of :mod:`.tricks` (the table, the equations and the sources are there): ``real_label``
+(one-sided label smoothing), ``flip_labels`` (noisy labels), ``instance_noise`` with
+``instance_noise_steps`` (decayed noise on D's inputs), ``generator_noise`` (noise after every
+hidden layer of G), ``replay`` with ``replay_size`` (experience replay of old fakes),
+``mixed_batches`` (one real + fake batch through D instead of the separate batches ganhacks #4
+recommends, which the step uses by default), ``feature_matching``, ``minibatch_kernels`` with
+``minibatch_kernel_dim`` (minibatch discrimination); and in :meth:`configure_optimizers`,
+``d_optimizer`` (ganhacks #9: ``"sgd"`` for D, G keeping ``optimizer``) and ``d_lr_ratio``
+(TTUR: D's learning rate a multiple of G's).  n_critic, "train the discriminator more"
+(ganhacks #14), is ``k``.  A trick that has no meaning for the model -- label smoothing for a
+game on scores, experience replay for a conditional generator, feature matching for a model
+with its own generator loss, mixed batches for a discriminator without batch statistics --
+raises a ValueError when the model is built.
+
 Samples: images from a generator ending in tanh are mapped from [-1, 1] back to [0, 1]; points
 (a toy 2-D set) are returned as the generator makes them.
 """
@@ -61,14 +78,17 @@ from ... import functional as F
 from ...autograd import no_grad
 from ...creation import randn, tensor
 from ... import nn
-from ...optim import Adam, RMSprop
+from ...optim import SGD, Adam, RMSprop
 from ...utils.checks import positive_int
 from ..base import GenerativeModel
 from ..latent import interpolation_grid
 from .losses import adversarial_loss
 from .penalties import PENALTIES, gradient_norm_penalty
+from .tricks import (MinibatchDiscrimination, TrainingTricks, arithmetic_codes,
+                     class_mean_codes, discriminator_body, feature_matching_loss)
 
 OPTIMIZERS = ("adam", "rmsprop")
+D_OPTIMIZERS = OPTIMIZERS + ("sgd",)      # ganhacks #9: SGD for the discriminator
 
 __all__ = ["AdversarialModel", "frozen"]
 
@@ -97,7 +117,13 @@ class AdversarialModel(GenerativeModel):
     (:data:`.losses.ADVERSARIAL_LOSSES`); ``k`` discriminator updates per generator update.
     At most one constraint on the discriminator: ``penalty`` (``"wgan-gp"`` or ``"dragan"``,
     times ``penalty_weight``), ``weight_clip`` c, or ``spectral_norm``.  ``optimizer``
-    ``"adam"`` (with ``betas``, default (0.5, 0.999)) or ``"rmsprop"``.
+    ``"adam"`` (with ``betas``, default (0.5, 0.999)) or ``"rmsprop"``, for both players
+    unless ``d_optimizer`` names D's (the same two or, ganhacks #9, ``"sgd"``); ``d_lr_ratio``: D's
+    learning rate as a multiple of G's (TTUR, Heusel et al. 2017; e.g. 4).  ``k`` is also the
+    n_critic trick (ganhacks #14).  ``**tricks``: the training tricks of
+    :class:`.tricks.TrainingTricks` (``real_label``, ``flip_labels``, ``instance_noise``,
+    ``instance_noise_steps``, ``generator_noise``, ``replay``, ``replay_size``,
+    ``mixed_batches``, ``feature_matching``, ``minibatch_kernels``, ``minibatch_kernel_dim``).
     """
 
     judged_by_samples = True
@@ -109,7 +135,8 @@ class AdversarialModel(GenerativeModel):
     def __init__(self, generator, discriminator, *, latent_dim: int, sample_shape,
                  loss: str = "non-saturating", k: int = 1, penalty: str | None = None,
                  penalty_weight: float = 10.0, weight_clip: float | None = None,
-                 spectral_norm: bool = False, optimizer: str = "adam", betas=None):
+                 spectral_norm: bool = False, optimizer: str = "adam", betas=None,
+                 d_optimizer: str | None = None, d_lr_ratio: float = 1.0, **tricks):
         super().__init__()
         name = type(self).__name__
         k = positive_int(k, f"{name}: k (discriminator updates per generator update)")
@@ -124,14 +151,25 @@ class AdversarialModel(GenerativeModel):
         self.latent_dim = latent_dim
         self.generator = generator
         self.discriminator = discriminator
+        self.tricks = TrainingTricks(name, **tricks)
+        self._configure_tricks()
         self._configure_discriminator_constraints(penalty, penalty_weight, weight_clip,
                                                   spectral_norm)
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"{name}: optimizer must be one of {', '.join(OPTIMIZERS)}, got "
-                             f"{optimizer!r}")
-        if betas is not None and optimizer != "adam":
+        for what, choice, choices in (("optimizer", optimizer, OPTIMIZERS),
+                                      ("d_optimizer", d_optimizer, D_OPTIMIZERS)):
+            if choice not in choices and (what == "optimizer" or choice is not None):
+                raise ValueError(f"{name}: {what} must be one of {', '.join(choices)}, got "
+                                 f"{choice!r}")
+        d_optimizer = optimizer if d_optimizer is None else d_optimizer
+        if betas is not None and "adam" not in (optimizer, d_optimizer):
             raise ValueError(f"{name}: betas are Adam's; optimizer {optimizer!r} has none")
+        if isinstance(d_lr_ratio, bool) or not isinstance(d_lr_ratio, (int, float)) \
+                or not 0 < d_lr_ratio < float("inf"):
+            raise ValueError(f"{name}: d_lr_ratio (D's learning rate over G's) must be a "
+                             f"positive number, got {d_lr_ratio!r}")
         self.optimizer_name = optimizer
+        self.d_optimizer_name = d_optimizer
+        self.d_lr_ratio = float(d_lr_ratio)
         self.betas = type(self).betas if betas is None else tuple(float(b) for b in betas)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
@@ -162,11 +200,13 @@ class AdversarialModel(GenerativeModel):
                              f"{' and '.join(constraints)}")
         if penalty is not None:
             norms = [type(m).__name__ for m in self.discriminator.modules()
-                     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+                     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, MinibatchDiscrimination))]
             if norms:
                 raise ValueError(f"{name}: a gradient penalty is per example, and the "
                                  f"discriminator's {norms[0]} mixes the examples of a batch; "
-                                 f"build it without batch norm (DCGAN: critic_norm='layer')")
+                                 f"build it without batch norm (DCGAN: critic_norm='layer')"
+                                 + (" and without minibatch discrimination"
+                                    if norms[0] == "MinibatchDiscrimination" else ""))
         self.penalty_name, self.penalty_weight = penalty, float(penalty_weight)
         self.weight_clip = None if weight_clip is None else float(weight_clip)
         self.spectral_norm = bool(spectral_norm)
@@ -174,6 +214,41 @@ class AdversarialModel(GenerativeModel):
             for module in self.discriminator.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                     nn.utils.spectral_norm(module)
+
+    def _configure_tricks(self):
+        """Add the tricks' layers and buffers (:meth:`.tricks.TrainingTricks.attach`), and
+        refuse those that would do nothing, or something else than they say, for this model."""
+        name, tricks, cls = type(self).__name__, self.tricks, type(self)
+        if tricks.moves_labels and not self.adversarial.log_odds:
+            option = "real_label" if tricks.real_label is not None else "flip_labels"
+            raise ValueError(f"{name}: {option} moves D's probability targets, and the "
+                             f"{self.loss_name!r} game reads D's outputs as scores, not "
+                             f"log-odds; use it with the minimax or non-saturating game")
+        if tricks.replay_share > 0 and self._conditions_generator:
+            raise ValueError(f"{name}: experience replay shows D old fakes without the "
+                             f"conditions they were made from; {name} conditions its "
+                             f"generator (sample_condition)")
+        if tricks.feature_matching:
+            if cls.generator_loss is not AdversarialModel.generator_loss:
+                raise ValueError(f"{name}: feature_matching replaces the generator's loss, "
+                                 f"and {name}.generator_loss has terms of its own it would drop")
+            if cls.discriminate is not AdversarialModel.discriminate and \
+                    cls.discriminator_features is AdversarialModel.discriminator_features:
+                raise ValueError(f"{name}: feature_matching needs the features of D's own "
+                                 f"input; {name}.discriminate changes it and defines no "
+                                 f"discriminator_features")
+        tricks.attach(self.generator, self.discriminator, self.sample_shape)
+        if tricks.mixed_batches and not any(isinstance(m, (
+                nn.BatchNorm1d, nn.BatchNorm2d, MinibatchDiscrimination))
+                for m in self.discriminator.modules()):
+            raise ValueError(f"{name}: mixed_batches changes only statistics over D's batch, "
+                             f"and this discriminator has no batch norm or minibatch "
+                             f"discrimination: it would do nothing")
+
+    @property
+    def _conditions_generator(self) -> bool:
+        """The model conditions G (it overrides :meth:`sample_condition`)."""
+        return type(self).sample_condition is not AdversarialModel.sample_condition
 
     @property
     def makes_images(self) -> bool:
@@ -207,16 +282,28 @@ class AdversarialModel(GenerativeModel):
         self._check_samples(x, "discriminate")
         return self.discriminator(x).reshape(x.shape[0])
 
+    def discriminator_features(self, x, condition=None):
+        """f(x): the input of D's last linear layer, (N, A) -- what feature matching compares.
+        A model whose :meth:`discriminate` feeds D something else (a condition) overrides this
+        too."""
+        self._check_samples(x, "discriminator_features")
+        return discriminator_body(self.discriminator, type(self).__name__)(x)
+
     def configure_optimizers(self, lr: float) -> dict:
-        """One optimizer per player, both at ``lr``: Adam with ``betas`` ((0.5, 0.999) unless
-        the model says otherwise), or RMSprop (WGAN: momentum-free, for a critic whose
-        gradients change direction as the generator moves)."""
-        def make(parameters):
-            if self.optimizer_name == "rmsprop":
+        """One optimizer per player: Adam with ``betas`` ((0.5, 0.999) unless the model says
+        otherwise), RMSprop (WGAN: momentum-free, for a critic whose gradients change direction
+        as the generator moves) or plain SGD -- ``optimizer`` for G, ``d_optimizer`` (the same
+        unless given) for D.  G's learning rate is ``lr``, D's ``d_lr_ratio * lr`` (TTUR)."""
+        def make(kind, parameters, lr):
+            if kind == "rmsprop":
                 return RMSprop(parameters, lr=lr)
+            if kind == "sgd":
+                return SGD(parameters, lr=lr)
             return Adam(parameters, lr=lr, betas=self.betas)
-        return {"discriminator": make(self.discriminator.parameters()),
-                "generator": make(self.generator.parameters())}
+        d_lr = lr if self.d_lr_ratio == 1.0 else self.d_lr_ratio * lr        # eq. (7), TTUR
+        return {"discriminator": make(self.d_optimizer_name, self.discriminator.parameters(),
+                                      d_lr),
+                "generator": make(self.optimizer_name, self.generator.parameters(), lr)}
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch, optimizers) -> dict:
@@ -237,18 +324,28 @@ class AdversarialModel(GenerativeModel):
                                              None if y is None else y[i * m:(i + 1) * m],
                                              optimizers["discriminator"])
                   for i in range(k)]
-        g_logs = self._generator_update(m, None if y is None else y[:m], optimizers["generator"])
+        g_logs = self._generator_update(m, None if y is None else y[:m], optimizers["generator"],
+                                        real=x[:m])
+        self.tricks.advance()
         logs = {key: float(np.mean([log[key] for log in d_logs])) for key in d_logs[0]}
         return {"loss_d": logs.pop("loss_d"), "loss_g": g_logs.pop("loss_g"), **logs, **g_logs}
 
     def _discriminator_update(self, real, labels, optimizer) -> dict:
         """One step of D on :meth:`discriminator_loss` (the real minibatch and its labels, fakes
-        from fresh codes), then the weight clipping if any; returns the logs of the loss."""
+        from fresh codes -- some from the replay buffer, with experience replay -- both with
+        instance noise if on), then the weight clipping if any; returns the logs of the loss."""
         m = real.shape[0]
         with no_grad():                                        # G is a constant here
             condition = self.sample_condition(m, labels)
-            fake = self.generate(self.sample_latents(m), condition)
+            fake = self.tricks.replayed(self.generate(self.sample_latents(m), condition))
+        real, fake = self.tricks.noisy(real), self.tricks.noisy(fake)
+        self.tricks.labels_applied = False
         loss, logs = self.discriminator_loss(real, labels, fake, condition)
+        if self.tricks.moves_labels and not self.tricks.labels_applied:
+            raise ValueError(f"{type(self).__name__}: real_label / flip_labels act in "
+                             f"AdversarialModel.discriminator_loss, which "
+                             f"{type(self).__name__}.discriminator_loss does not call: they "
+                             f"would do nothing")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -256,12 +353,18 @@ class AdversarialModel(GenerativeModel):
             self._clip_discriminator_weights()
         return {"loss_d": float(loss.item()), **logs}
 
-    def _generator_update(self, m: int, labels, optimizer) -> dict:
-        """One step of G on :meth:`generator_loss`, through a frozen D; returns its logs."""
+    def _generator_update(self, m: int, labels, optimizer, real=None) -> dict:
+        """One step of G on :meth:`generator_loss` (or, with feature matching, on
+        :meth:`feature_matching_loss` against the ``real`` minibatch), through a frozen D;
+        returns its logs."""
         condition = self.sample_condition(m, labels)
         with frozen(self.discriminator):
-            loss, logs = self.generator_loss(self.generate(self.sample_latents(m), condition),
-                                             condition)
+            fake = self.tricks.noisy(self.generate(self.sample_latents(m), condition))
+            if self.tricks.feature_matching:
+                loss, logs = self.feature_matching_loss(self.tricks.noisy(real), labels, fake,
+                                                        condition)
+            else:
+                loss, logs = self.generator_loss(fake, condition)
             optimizer.zero_grad()
             loss.backward()
         optimizer.step()
@@ -279,9 +382,10 @@ class AdversarialModel(GenerativeModel):
         """D's loss on a real minibatch and a batch of fakes (made from ``condition``), and
         its logs: the game's discriminator loss, plus ``penalty_weight`` times the gradient
         penalty if any; the mean outputs D(x), D(G(z)) (probabilities) or the mean scores."""
-        real_logits = self.discriminate(real, labels)
-        fake_logits = self.discriminate(fake, condition)
-        loss = self.adversarial.discriminator(real_logits, fake_logits)   # e.g. -V
+        real_logits, fake_logits = self._discriminate_real_and_fake(real, labels, fake,
+                                                                     condition)
+        # e.g. -V; with label smoothing / flipping, cross-entropy on the targets (tricks eq. 1)
+        loss = self.tricks.discriminator_loss(self.adversarial, real_logits, fake_logits)
         logs = {}
         if self.penalty_name is not None:      # (a conditional D sees the real labels here)
             points = PENALTIES[self.penalty_name](real, fake)
@@ -300,6 +404,26 @@ class AdversarialModel(GenerativeModel):
     def generator_loss(self, fake, condition):
         """G's loss on its fakes (made from ``condition``), and extra logs: the game's."""
         return self.adversarial.generator(self.discriminate(fake, condition)), {}
+
+    def feature_matching_loss(self, real, labels, fake, condition):
+        """Feature matching (Salimans et al. 2016, :mod:`.tricks` eq. 5): the squared distance
+        between the mean D features of the real minibatch (a constant) and of the fakes."""
+        with no_grad():
+            target = self.discriminator_features(real, labels)
+        return feature_matching_loss(target, self.discriminator_features(fake, condition)), {}
+
+    def _discriminate_real_and_fake(self, real, labels, fake, condition):
+        """D's outputs on the real and on the fake minibatch: two batches, each all real or all
+        fake (ganhacks #4: batch norm's statistics never mix them), or with ``mixed_batches``
+        one batch of both, split again."""
+        if not self.tricks.mixed_batches:
+            return self.discriminate(real, labels), self.discriminate(fake, condition)
+        if (labels is None) != (condition is None):
+            raise ValueError(f"{type(self).__name__}: mixed_batches joins the real labels and "
+                             f"the fakes' condition, and only one of them is None")
+        joined = None if labels is None else F.cat([labels, condition])
+        logits = self.discriminate(F.cat([real, fake]), joined)
+        return logits[:real.shape[0]], logits[real.shape[0]:]
 
     def _clip_discriminator_weights(self):
         """WGAN's constraint: every parameter of D clamped to [-c, c] in place."""
@@ -330,14 +454,58 @@ class AdversarialModel(GenerativeModel):
 
     def figures(self, x=None, y=None) -> dict:
         """For images: ``interpolation_linear`` and ``interpolation_slerp``, the same 8 pairs of
-        random endpoints joined by straight lines and by great circles, 10 codes a row.  None
-        for points (the loop's scatter of samples shows them)."""
+        random endpoints joined by straight lines and by great circles, 10 codes a row; and for
+        an unconditional generator of images of at least 28x28 (what the shipped classifier
+        reads), ``latent_arithmetic`` (:meth:`latent_arithmetic`).  None for points (the loop's
+        scatter of samples shows them)."""
         if not self.makes_images:
             return {}
         rows, steps = self.interpolation_rows, self.interpolation_steps
         start, end = self.sample_latents(rows), self.sample_latents(rows)
-        return {f"interpolation_{method}": (self.interpolations(start, end, steps, method), steps)
-                for method in ("linear", "slerp")}
+        figures = {f"interpolation_{method}": (self.interpolations(start, end, steps, method),
+                                               steps)
+                   for method in ("linear", "slerp")}
+        c, h, w = self.sample_shape
+        if not (self.conditional or self._conditions_generator) and c in (1, 3) \
+                and min(h, w) >= 28:
+            arithmetic = self.latent_arithmetic()
+            if arithmetic is not None:
+                figures["latent_arithmetic"] = arithmetic
+        return figures
+
+    # latent_arithmetic(): codes sampled, classified, averaged per class; rows of the figure
+    arithmetic_codes_sampled = 1000
+    arithmetic_rows = 6
+
+    def latent_arithmetic(self, n: int | None = None, rows: int | None = None):
+        """Latent vector arithmetic with class means of z (Radford et al. 2016, sec. 6.3;
+        :mod:`.tricks` eq. 8): ``n`` codes (default 1,000) are decoded and classified by the
+        shipped classifier, each class with at least 3 confident samples gets the mean of their
+        codes, and each of ``rows`` rows (default 6) shows, for classes (a, b, c) next to each
+        other in order, G(mean_a), G(mean_b), G(mean_c), G(mean_a - mean_b + mean_c) and four
+        variations of that code (uniform noise of ±0.25), every code scaled to norm sqrt(d)
+        where N(0, I) puts its codes.  ``(images, 8)``, or None when fewer than three classes
+        have a mean."""
+        from ...metrics.features import class_probabilities
+        n = positive_int(self.arithmetic_codes_sampled if n is None else n,
+                         f"{type(self).__name__}.latent_arithmetic: n")
+        rows = positive_int(self.arithmetic_rows if rows is None else rows,
+                            f"{type(self).__name__}.latent_arithmetic: rows")
+        with no_grad():
+            z = self.sample_latents(n)
+            images = F.cat([self._to_data_range(self.generate(z[i:i + 500]))
+                            for i in range(0, n, 500)])
+        means = class_mean_codes(z.numpy(), class_probabilities(
+            images.numpy(), what=f"{type(self).__name__}'s samples"))
+        classes = sorted(means)
+        if len(classes) < 3:
+            return None
+        triplets = [tuple(classes[(i + j) % len(classes)] for j in range(3))
+                    for i in range(min(rows, len(classes)))]
+        codes = arithmetic_codes(means, triplets, rng=np.random.default_rng(0),
+                                 radius=float(np.sqrt(self.latent_dim)))   # onto the shell
+        with no_grad():
+            return self._to_data_range(self.generate(tensor(codes, device=self._device()))), 8
 
     def evaluate(self, loader) -> dict:
         """For points: :func:`nanogen.metrics.modes.mode_coverage` of ``eval_num_samples``

@@ -108,7 +108,8 @@ class DCGAN(AdversarialModel):
     ``channels`` the discriminator's widths per resolution (the generator mirrors them),
     ``latent_dim`` d, ``critic_norm`` the discriminator's normalisation (``"batch"``,
     ``"layer"`` or ``"none"``).  ``loss``, ``k`` and the other keywords (penalty,
-    weight_clip, spectral_norm, optimizer, betas) choose the game:
+    weight_clip, spectral_norm, optimizer, betas) choose the game, and the training tricks
+    (real_label, replay, minibatch_kernels, ...: :mod:`.tricks`) are options too:
     :class:`~.adversarial.AdversarialModel`.  ``num_classes`` is accepted for the common model
     interface and not used: the model is unconditional.
     """

@@ -51,7 +51,8 @@ def mlp(sizes, activation, dropout: float = 0.0, batch_norm: bool = False) -> li
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers += ([nn.BatchNorm1d(n_out)] if batch_norm else []) + [activation()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+            layers += ([nn.BatchNorm1d(n_out)] if batch_norm else []) + [activation()] + (
+                [nn.Dropout(dropout)] if dropout > 0 else [])
     return layers
 
 
@@ -70,7 +71,8 @@ class GAN(AdversarialModel):
     (256, 256, 256), no dropout, k = 2, no batch norm; images: d = 100, (256, 512, 1024), dropout
     0.3, k = 1, batch norm -- without it, on mnist5k, G collapsed onto noisy ones within 4,000
     steps, FID 1409; with it, varied digits, FID 148).  ``loss`` and the other keywords
-    (penalty, weight_clip, spectral_norm, optimizer, betas) choose the game:
+    (penalty, weight_clip, spectral_norm, optimizer, betas) choose the game, and the training
+    tricks (real_label, replay, minibatch_kernels, ...: :mod:`.tricks`) are options too:
     :class:`~.adversarial.AdversarialModel`.  ``num_classes`` is accepted for the common model
     interface and not used: the model is unconditional.
     """

@@ -238,6 +238,14 @@ def test_the_discriminator_constraints_still_apply():
                                                 penalised.configure_optimizers(1e-3))
 
 
+def test_tricks_on_probabilities_are_refused_in_the_name_of_the_energy_game():
+    pytest.importorskip("nanogen.models.gans.tricks")
+    for cls, game in ((EBGAN, "ebgan"), (BEGAN, "began")):
+        with pytest.raises(ValueError, match=f"real_label .* the '{game}' game reads D's "
+                                             "outputs as scores"):
+            tiny(cls, real_label=0.9)
+
+
 @pytest.mark.parametrize("name, cls, lr", [("ebgan", EBGAN, 2e-4), ("began", BEGAN, 1e-4)])
 def test_registered_models(name, cls, lr):
     spec = get_model_spec(name)

@@ -44,7 +44,8 @@ paper's weight); Adam(2e-4, 0.5, 0.999), DCGAN's.  Logged: ``energy_real`` and
 
 BEGAN (Berthelot et al. 2017, section 3)
 ----------------------------------------
-With :math:`L(v)` the autoencoder's pixel-wise L1 loss (1) (η = 1) and a proportional
+With :math:`L(v) = |v - D(v)|^\eta` the autoencoder's pixel-wise loss (1) -- L1, η = 1, as
+the paper's experiments (``energy="mse"`` is its η = 2) -- and a proportional
 controller :math:`k_t \in [0, 1]` that keeps the energies of fakes at the ratio γ (the
 *diversity ratio*) of those of real data, :math:`\mathbb E\,L(G(z)) = \gamma\, \mathbb E\,L(x)`:
 
@@ -299,6 +300,12 @@ class EnergyGAN(AdversarialModel):
     def game(self) -> AdversarialLoss:
         """The pair of losses on the energies (plain scores: ``log_odds=False``)."""
         raise NotImplementedError
+
+    def _configure_tricks(self):
+        """Play the energy game before the base class checks the training tricks against it
+        (it calls this from its ``__init__``), so that a refused trick names this game."""
+        self.adversarial, self.loss_name = self.game(), self.game_name
+        super()._configure_tricks()
 
     def discriminate(self, x, condition=None):
         """The energies D(x) (1), (N,): the discriminator's score of each sample (low: real)."""

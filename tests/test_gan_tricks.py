@@ -244,6 +244,19 @@ def test_sgd_for_d_adam_for_g_and_two_time_scales():
     assert wgan.configure_optimizers(1e-4)["discriminator"].param_groups[0]["betas"] == (0.0, 0.9)
 
 
+def test_ttur_keeps_its_ratio_under_the_loops_lr_schedule(tmp_path):
+    data = TensorDataset(np.zeros((8, 1, 8, 8), np.float32), np.zeros(8, dtype=np.int64))
+    train(tiny_dcgan(d_lr_ratio=4), DataLoader(data, batch_size=4), steps=3, out_dir=str(tmp_path),
+          config={"model": "tiny"}, lr=1e-3, lr_schedule="cosine", progress=False,
+          sample_every=1000, num_samples=4)
+    groups = {name: opt["param_groups"][0]
+              for name, opt in load_checkpoint(tmp_path)["optimizers"].items()}
+    factor = 0.5 * (1 + math.cos(math.pi * 2 / 3))          # the cosine at the last update
+    assert groups["discriminator"]["initial_lr"] == pytest.approx(4e-3, rel=1e-15)
+    assert groups["discriminator"]["lr"] == pytest.approx(4e-3 * factor, rel=1e-12)
+    assert groups["generator"]["lr"] == pytest.approx(1e-3 * factor, rel=1e-12)
+
+
 def test_tricks_at_their_off_values_train_exactly_as_the_default():
     def logs(**kwargs):
         model = tiny_dcgan(**kwargs)

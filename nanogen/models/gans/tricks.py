@@ -121,6 +121,7 @@ Deviations from the papers
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -349,6 +350,11 @@ def _fraction(value, low, high, what, owner, closed_high=False):
     return float(value)
 
 
+def _off(value) -> bool:
+    """An option at its "off" value 0 (a bool is never a number here: it is checked, refused)."""
+    return value == 0 and not isinstance(value, bool)
+
+
 def _flag(value, what, owner):
     if not isinstance(value, bool):
         raise ValueError(f"{owner}: {what} must be true or false, got {value!r}")
@@ -383,12 +389,12 @@ class TrainingTricks(nn.Module):
         self.real_label = None if real_label is None else _fraction(
             real_label, 0.5, 1.0, "real_label (D's target for real examples)", owner,
             closed_high=True)
-        self.flip_labels = 0.0 if flip_labels == 0 and not isinstance(flip_labels, bool) \
-            else _fraction(flip_labels, 0.0, 0.5, "flip_labels (the share of D's targets "
-                           "flipped; 0 for none)", owner)
+        self.flip_labels = 0.0 if _off(flip_labels) else _fraction(
+            flip_labels, 0.0, 0.5, "flip_labels (the share of D's targets flipped; 0 for none)",
+            owner)
         self.instance_noise = None
-        if instance_noise != 0 or isinstance(instance_noise, bool):
-            sigma = _fraction(instance_noise, 0.0, float("inf"), "instance_noise (sigma)", owner)
+        if not _off(instance_noise):
+            sigma = _fraction(instance_noise, 0.0, math.inf, "instance_noise (sigma)", owner)
             if instance_noise_steps is None:
                 raise ValueError(f"{owner}: instance_noise needs instance_noise_steps, the "
                                  f"number of steps over which sigma decays to 0 (e.g. the "
@@ -398,17 +404,15 @@ class TrainingTricks(nn.Module):
         elif instance_noise_steps is not None:
             raise ValueError(f"{owner}: instance_noise_steps without instance_noise does "
                              f"nothing; give instance_noise=sigma too")
-        self.generator_noise = 0.0 if generator_noise == 0 and not isinstance(
-            generator_noise, bool) else _fraction(generator_noise, 0.0, float("inf"),
-                                                  "generator_noise (sigma)", owner)
-        self.replay_share = 0.0 if replay == 0 and not isinstance(replay, bool) else _fraction(
+        self.generator_noise = 0.0 if _off(generator_noise) else _fraction(
+            generator_noise, 0.0, math.inf, "generator_noise (sigma)", owner)
+        self.replay_share = 0.0 if _off(replay) else _fraction(
             replay, 0.0, 1.0, "replay (the share of D's fakes drawn from the buffer)", owner)
         self.replay_size = positive_int(replay_size, f"{owner}: replay_size")
         self.mixed_batches = _flag(mixed_batches, "mixed_batches", owner)
         self.feature_matching = _flag(feature_matching, "feature_matching", owner)
-        self.minibatch_kernels = 0 if minibatch_kernels == 0 and not isinstance(
-            minibatch_kernels, bool) else positive_int(minibatch_kernels,
-                                                       f"{owner}: minibatch_kernels")
+        self.minibatch_kernels = 0 if _off(minibatch_kernels) else positive_int(
+            minibatch_kernels, f"{owner}: minibatch_kernels")
         self.minibatch_kernel_dim = positive_int(minibatch_kernel_dim,
                                                  f"{owner}: minibatch_kernel_dim")
         self.replay = None                     # a ReplayBuffer once attach() knows the shape

@@ -281,7 +281,8 @@ def test_clear_errors():
 @pytest.mark.parametrize("kwargs, message", [
     ({"gamma": 0.0}, "VAEGAN: gamma must be a positive number, got 0.0"),
     ({"gamma": -1}, "VAEGAN: gamma must be a positive number"),
-    ({"loss": "wasserstein"}, "unknown adversarial loss 'wasserstein'"),
+    ({"loss": "wasserstien"}, "unknown adversarial loss 'wasserstien'"),
+    ({"loss": "wasserstein"}, "a game on log-odds .minimax or non-saturating., got 'wasserstein'"),
     ({"disc_channels": ()}, "channels must be a non-empty sequence"),
     ({"image_shape": (2,)}, "VAEGAN models images: image_shape must be"),
     ({"beta": -1.0}, "beta must be a non-negative number"),

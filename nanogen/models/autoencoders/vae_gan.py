@@ -154,6 +154,9 @@ class VAEGAN(VAE):
             self.decoder = radford_init_(dcgan_generator(self.latent_dim, self.image_shape,
                                                          tuple(channels)))
         self.adversarial = adversarial_loss(loss)
+        if not self.adversarial.log_odds:     # the paper's game reads D as a probability
+            raise ValueError(f"VAEGAN: loss must be a game on log-odds (minimax or "
+                             f"non-saturating), got {loss!r}, a game on scores")
         self.loss_name = loss
         self.disc_channels = disc_channels
         self.discriminator = radford_init_(dcgan_discriminator(self.image_shape, disc_channels))

@@ -203,6 +203,23 @@ def test_acgan_discriminator_ignores_the_label_and_training_moves_both_players()
         assert not np.array_equal(value.detach().numpy(), before[name]), name
 
 
+@pytest.mark.parametrize("tricks, passes", [({}, 3),
+                                            ({"instance_noise": 0.1, "instance_noise_steps": 5},
+                                             3),
+                                            ({"real_label": 0.9}, 3),
+                                            ({"mixed_batches": True}, 4)])
+def test_acgan_with_the_training_tricks_runs_the_body_once_per_batch_where_it_can(tricks,
+                                                                                   passes):
+    """The class logits are looked up by the tensor D was called on: instance noise and label
+    smoothing keep one pass per batch; a mixed batch needs a pass of its own on the reals and
+    on the fakes (2 + 1 in D's update, 1 in G's)."""
+    model = tiny(ACGAN, **tricks)
+    calls = []
+    model.discriminator.body.register_forward_hook(lambda m, i, o: calls.append(1))
+    logs = model.training_step((images(4), labels(0, 1, 2, 3)), model.configure_optimizers(1e-3))
+    assert len(calls) == passes and all(math.isfinite(v) for v in logs.values())
+
+
 # ---------------------------------------------------------------- learning, on ring8
 @pytest.mark.parametrize("cls, steps", [(CGAN, 300), (ACGAN, 150)])
 def test_trained_on_ring8_the_samples_of_each_label_land_on_its_mode(cls, steps):

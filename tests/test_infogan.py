@@ -262,6 +262,8 @@ def test_clear_errors():
         tiny(num_categories=1)
     with pytest.raises(ValueError, match="lambda_continuous must be a number >= 0"):
         tiny(lambda_continuous=-1)
+    with pytest.raises(ValueError, match="mixed_batches joins the real labels and the fakes'"):
+        tiny(mixed_batches=True)
     model = tiny()
     with pytest.raises(ValueError, match="takes no labels y; its categorical code is"):
         model.sample(2, y=[0, 1])

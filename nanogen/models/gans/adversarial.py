@@ -146,7 +146,7 @@ class AdversarialModel(GenerativeModel):
             raise ValueError(f"{type(self).__name__}: sample_shape must be (C, H, W) for images "
                              f"or (D,) for points, got {sample_shape!r}")
         self.adversarial = adversarial_loss(loss)
-        self.loss_name = loss
+        self.loss_name = loss if isinstance(loss, str) else (loss.name or "custom")
         self.batches_per_step = k
         self.latent_dim = latent_dim
         self.generator = generator

@@ -292,11 +292,8 @@ class EnergyGAN(AdversarialModel):
                                                       activation, energy)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
-        # "wasserstein" is a placeholder for the base class: the game on energies replaces it
         super().__init__(generator, discriminator, latent_dim=latent_dim, sample_shape=shape,
-                         loss="wasserstein", k=k, **game)
-        self.adversarial = self.game()
-        self.loss_name = self.game_name
+                         loss=self.game(), k=k, **game)
         self.num_classes = num_classes
         self.channels, self.hidden, self.code_dim = channels, hidden, code_dim
         self.energy, self.activation = energy, activation
@@ -304,12 +301,6 @@ class EnergyGAN(AdversarialModel):
     def game(self) -> AdversarialLoss:
         """The pair of losses on the energies (plain scores: ``log_odds=False``)."""
         raise NotImplementedError
-
-    def _configure_tricks(self):
-        """Play the energy game before the base class checks the training tricks against it
-        (it calls this from its ``__init__``), so that a refused trick names this game."""
-        self.adversarial, self.loss_name = self.game(), self.game_name
-        super()._configure_tricks()
 
     def discriminate(self, x, condition=None):
         """The energies D(x) (1), (N,): the discriminator's score of each sample (low: real)."""
@@ -352,7 +343,7 @@ class EBGAN(EnergyGAN):
 
     def game(self):
         return AdversarialLoss(lambda real, fake: margin_loss(real, fake, self.margin),
-                               _mean_energy, log_odds=False)
+                               _mean_energy, log_odds=False, name=self.game_name)
 
     def generator_loss(self, fake, condition):
         """(3): the mean energy of the fakes plus :math:`\\lambda_{PT} f_{PT}` of their codes;
@@ -404,7 +395,7 @@ class BEGAN(EnergyGAN):
 
     def game(self):
         return AdversarialLoss(lambda real, fake: real.mean() - self.k * fake.mean(),  # eq. (5)
-                               _mean_energy, log_odds=False)                            # eq. (6)
+                               _mean_energy, log_odds=False, name=self.game_name)       # eq. (6)
 
     def generator_loss(self, fake, condition):
         """(6), L(G(z_G)); logs it as ``energy_gen`` for the controller (7)."""

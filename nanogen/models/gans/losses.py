@@ -161,11 +161,13 @@ class AdversarialLoss(NamedTuple):
     player minimises, on the discriminator's outputs.  ``log_odds``: those outputs are logits
     :math:`\ell` with :math:`D = \sigma(\ell)` (the GAN games; tricks that move probability
     targets, such as label smoothing, apply) rather than plain scores (least squares,
-    Wasserstein, hinge)."""
+    Wasserstein, hinge).  ``name`` names a game built outside the table (a model's own, such
+    as EBGAN's on energies)."""
 
     discriminator: Callable
     generator: Callable
     log_odds: bool = True
+    name: str = ""
 
 
 ADVERSARIAL_LOSSES = {
@@ -184,8 +186,11 @@ ADVERSARIAL_LOSSES = {
 }
 
 
-def adversarial_loss(name: str) -> AdversarialLoss:
-    """The pair of losses called ``name`` (see :data:`ADVERSARIAL_LOSSES`)."""
+def adversarial_loss(name) -> AdversarialLoss:
+    """The pair of losses called ``name`` (see :data:`ADVERSARIAL_LOSSES`); an
+    :class:`AdversarialLoss` given instead is returned as it is."""
+    if isinstance(name, AdversarialLoss):
+        return name
     try:
         return ADVERSARIAL_LOSSES[name]
     except (KeyError, TypeError):

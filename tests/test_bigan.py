@@ -356,6 +356,7 @@ def test_registered_for_images_and_points_and_builds_from_the_spec():
     ({"loss": "hinj"}, r"loss must be one of"),
     ({"penalty": "wgan-gp", "critic_norm": "layer"}, r"gradient penalty \('wgan-gp'\)"),
     ({"mixed_batches": True}, r"mixed_batches joins the real and the fake"),
+    ({"replay": 0.5, "replay_size": 16}, r"replay would show D old fakes G\(z\) without"),
     ({"latent_dim": 0}, r"latent_dim"),
     ({"joint_hidden": -1}, r"joint_hidden"),
     ({"channels": (4, 8, 16, 32)}, r"BiGAN"),

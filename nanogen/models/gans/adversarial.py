@@ -245,9 +245,15 @@ class AdversarialModel(GenerativeModel):
                              f"and this discriminator has no batch norm or minibatch "
                              f"discrimination: it would do nothing")
 
+    # does G's output depend on a condition besides z?  None: yes when the model overrides
+    # sample_condition; a model whose condition only carries bookkeeping (BiGAN) says False
+    conditions_generator: bool | None = None
+
     @property
     def _conditions_generator(self) -> bool:
-        """The model conditions G (it overrides :meth:`sample_condition`)."""
+        """The model conditions G (by default: it overrides :meth:`sample_condition`)."""
+        if self.conditions_generator is not None:
+            return self.conditions_generator
         return type(self).sample_condition is not AdversarialModel.sample_condition
 
     @property

@@ -147,6 +147,7 @@ class BiGAN(AdversarialModel):
     """
 
     inference_modules = ("generator", "encoder")    # samples, codes, reconstructions: no D
+    conditions_generator = False    # the JointCondition only carries z along; G reads z alone
 
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10,
                  latent_dim: int | None = None, channels=(64, 128), hidden=None,
@@ -169,6 +170,9 @@ class BiGAN(AdversarialModel):
             raise ValueError("BiGAN: mixed_batches joins the real and the fake samples in one "
                              "batch for D, and D sees pairs whose codes come from two places "
                              "(E(x) for the real, z for the fakes): keep the batches apart")
+        if game.get("replay"):
+            raise ValueError("BiGAN: experience replay would show D old fakes G(z) without the "
+                             "codes z they were made from, and D judges the pairs (G(z), z)")
         images = len(shape) == 3
         defaults = _IMAGE_DEFAULTS if images else _POINT_DEFAULTS
         latent_dim = positive_int(defaults["latent_dim"] if latent_dim is None else latent_dim,

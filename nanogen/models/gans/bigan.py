@@ -94,7 +94,7 @@ from ..base import check_channels, check_halvings
 from ..registry import ModelSpec, register
 from .adversarial import AdversarialModel, frozen
 from .dcgan import dcgan_discriminator, dcgan_generator, radford_init_
-from .gan import POINT_DEFAULTS, mlp
+from .gan import POINT_DEFAULTS, check_sample_shape, mlp
 
 __all__ = ["BiGAN", "JointDiscriminator", "JointCondition", "FLIPPABLE_LOSSES"]
 
@@ -153,11 +153,7 @@ class BiGAN(AdversarialModel):
                  latent_dim: int | None = None, channels=(64, 128), hidden=None,
                  joint_hidden: int = 512, dropout: float | None = None,
                  loss: str = "non-saturating", k: int = 1, critic_norm: str = "batch", **game):
-        shape = tuple(image_shape)
-        if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
-                                               for s in shape):
-            raise ValueError(f"BiGAN: image_shape must be (C, H, W) for images or (D,) for "
-                             f"points, with positive ints; got {image_shape!r}")
+        shape = check_sample_shape(image_shape, "BiGAN")
         if loss not in FLIPPABLE_LOSSES:
             raise ValueError(f"BiGAN: loss must be one of {', '.join(FLIPPABLE_LOSSES)} (the "
                              f"encoder plays the generator's loss on negated outputs, eq. 3), "

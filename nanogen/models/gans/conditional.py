@@ -83,7 +83,7 @@ from ..base import check_channels, check_halvings, check_labels
 from ..registry import ModelSpec, register
 from .adversarial import AdversarialModel
 from .dcgan import dcgan_discriminator, dcgan_generator, radford_init_
-from .gan import _POINT_DEFAULTS, POINT_DEFAULTS, mlp
+from .gan import POINT_BACKBONE, POINT_DEFAULTS, check_sample_shape, mlp
 
 __all__ = ["CGAN", "ACGAN", "ClassConditionalGAN", "AuxiliaryHeadGAN", "backbone_options",
            "generator_network", "discriminator_network"]
@@ -97,12 +97,8 @@ def backbone_options(image_shape, name: str, **given) -> dict:
     defaults for (C, H, W) images or the MLP GAN's for (D,) points.  The options of the other
     kind (``hidden``, ``dropout``, ``batch_norm`` for images; ``channels``, ``critic_norm``
     for points) are dropped, as :func:`.games.backbone` drops them."""
-    shape = tuple(image_shape)
-    if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
-                                           for s in shape):
-        raise ValueError(f"{name}: image_shape must be (C, H, W) for images or (D,) for points, "
-                         f"with positive ints; got {image_shape!r}")
-    defaults = _IMAGE_DEFAULTS if len(shape) == 3 else _POINT_DEFAULTS
+    shape = check_sample_shape(image_shape, name)
+    defaults = _IMAGE_DEFAULTS if len(shape) == 3 else POINT_BACKBONE
     options = {key: given[key] if given.get(key) is not None else value
                for key, value in defaults.items()}
     options["latent_dim"] = positive_int(options["latent_dim"], f"{name}: latent_dim")

@@ -107,7 +107,7 @@ from ..base import check_channels, check_halvings
 from ..registry import ModelSpec, register
 from .adversarial import AdversarialModel
 from .dcgan import dcgan_generator, radford_init_
-from .gan import mlp
+from .gan import check_sample_shape, mlp
 from .losses import AdversarialLoss
 
 __all__ = ["ENERGIES", "reconstruction_energy", "pulling_away_term", "margin_loss",
@@ -264,11 +264,7 @@ class EnergyGAN(AdversarialModel):
         if "loss" in game:
             raise ValueError(f"{name} plays its own game on the autoencoder's energies; it "
                              f"takes no loss= (got {game['loss']!r})")
-        shape = tuple(image_shape)
-        if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
-                                               for s in shape):
-            raise ValueError(f"{name}: image_shape must be (C, H, W) for images or (D,) for "
-                             f"points, with positive ints; got {image_shape!r}")
+        shape = check_sample_shape(image_shape, name)
         images = len(shape) == 3
         defaults = _IMAGE_DEFAULTS if images else {**_POINT_DEFAULTS,
                                                    "code_dim": self.point_code_dim}

@@ -32,14 +32,25 @@ from ..registry import ModelSpec, register
 from ...utils.checks import positive_int
 from .adversarial import AdversarialModel
 
-__all__ = ["GAN", "mlp"]
+__all__ = ["GAN", "mlp", "check_sample_shape", "POINT_BACKBONE", "IMAGE_BACKBONE"]
 
 # defaults per data kind: the toy sets need small nets; MNIST the usual 256-512-1024 MLP
 # (on ring8, k = 2 covered all 8 modes with each of seeds 0, 1, 2; k = 1 with one of the three)
-_POINT_DEFAULTS = {"latent_dim": 2, "hidden": (256, 256, 256), "dropout": 0.0, "k": 2,
+POINT_BACKBONE = {"latent_dim": 2, "hidden": (256, 256, 256), "dropout": 0.0, "k": 2,
                    "batch_norm": False}
-_IMAGE_DEFAULTS = {"latent_dim": 100, "hidden": (256, 512, 1024), "dropout": 0.3, "k": 1,
+IMAGE_BACKBONE = {"latent_dim": 100, "hidden": (256, 512, 1024), "dropout": 0.3, "k": 1,
                    "batch_norm": True}
+
+
+def check_sample_shape(image_shape, name: str) -> tuple:
+    """``image_shape`` as a tuple: (C, H, W) for images or (D,) for points, positive ints; one
+    ValueError naming ``name`` otherwise.  Every GAN that takes both kinds checks with this."""
+    shape = tuple(image_shape)
+    if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
+                                           for s in shape):
+        raise ValueError(f"{name}: image_shape must be (C, H, W) for images or (D,) for "
+                         f"points, with positive ints; got {image_shape!r}")
+    return shape
 
 
 def mlp(sizes, activation, dropout: float = 0.0, batch_norm: bool = False) -> list:
@@ -81,12 +92,8 @@ class GAN(AdversarialModel):
                  latent_dim: int | None = None, hidden=None, dropout: float | None = None,
                  loss: str = "non-saturating", k: int | None = None,
                  batch_norm: bool | None = None, **game):
-        shape = tuple(image_shape)
-        if len(shape) not in (1, 3) or not all(isinstance(s, (int, np.integer)) and s > 0
-                                               for s in shape):
-            raise ValueError(f"GAN: image_shape must be (C, H, W) for images or (D,) for "
-                             f"points, with positive ints; got {image_shape!r}")
-        defaults = _IMAGE_DEFAULTS if len(shape) == 3 else _POINT_DEFAULTS
+        shape = check_sample_shape(image_shape, "GAN")
+        defaults = IMAGE_BACKBONE if len(shape) == 3 else POINT_BACKBONE
         latent_dim = defaults["latent_dim"] if latent_dim is None else latent_dim
         hidden = tuple(defaults["hidden"] if hidden is None else hidden)
         dropout = defaults["dropout"] if dropout is None else float(dropout)

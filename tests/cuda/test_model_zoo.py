@@ -51,8 +51,8 @@ TINY = {
     "began": {"channels": [2, 2], "latent_dim": 2, "code_dim": 2},
     "bigan": {"channels": [2, 2], "latent_dim": 2, "joint_hidden": 4},
     "lsgan": {"channels": [2, 2], "latent_dim": 2},
-    "wgan": {"channels": [2, 2], "latent_dim": 2},
-    "wgan-gp": {"channels": [2, 2], "latent_dim": 2},
+    "wgan": {"channels": [2, 2], "latent_dim": 2, "k": 1},         # one critic step will do
+    "wgan-gp": {"channels": [2, 2], "latent_dim": 2, "k": 1},
     "dragan": {"channels": [2, 2], "latent_dim": 2},
     "sngan": {"channels": [2, 2], "latent_dim": 2},
     "gated-pixelcnn": {"channels": 2, "num_layers": 1, "head_channels": 2},

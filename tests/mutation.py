@@ -53,8 +53,7 @@ GRADIENT_TESTS = ["tests/test_ops_grad.py", "tests/test_nonsmooth.py",
                   "tests/test_empty_and_promotion.py", "tests/test_autograd.py",
                   "tests/test_conv.py", "tests/test_normalization.py", "tests/test_pooling.py",
                   "tests/test_attention.py", "tests/test_nn.py", "tests/test_rnn.py",
-                  "tests/test_conv_lstm.py", "tests/test_gan_games.py",
-                  "tests/test_energy_gans.py"]
+                  "tests/test_conv_lstm.py"]
 
 # CPU kernels that compute gradients: (module, function, how the gradient leaves it).
 # "returns": the float arrays it returns are gradients (views into a packed buffer, sometimes:

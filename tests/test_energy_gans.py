@@ -10,13 +10,14 @@ import pytest
 
 import nanogen as ng
 from nanogen.data import DataLoader, TensorDataset, load_dataset
-from nanogen.data.toy import mode_centres
 from nanogen.models import get_model_spec
 from nanogen.models.gans.energy_based import (BEGAN, EBGAN, AutoencoderDiscriminator,
                                               began_k_update, convergence_measure, margin_loss,
                                               pulling_away_term, reconstruction_energy)
 from nanogen.testing import gradcheck
 from nanogen.training import train
+
+from .test_gans import mean_distance_to_nearest_mode
 
 
 def tiny(cls, seed=0, image_shape=(1, 8, 8), **kwargs):
@@ -142,19 +143,12 @@ def test_three_hundred_ebgan_steps_move_the_samples_onto_the_ring():
     model = tiny(EBGAN, image_shape=(2,), latent_dim=8, hidden=(64, 64))
     loader = DataLoader(load_dataset("ring8", "train"), batch_size=64, shuffle=True,
                         drop_last=True)
-    centres = mode_centres("ring8")
-
-    def mean_distance_to_nearest_mode():
-        with ng.random.fork_rng(1):
-            x = model.sample(1000).numpy()
-        return np.linalg.norm(x[:, None] - centres[None], axis=2).min(1).mean()
-
-    before = mean_distance_to_nearest_mode()
+    before = mean_distance_to_nearest_mode(model)
     optimizers, batches = model.configure_optimizers(2e-3), iter(loader)
     for _ in range(300):
         model.training_step(next(batches), optimizers)
     assert before > 1.5
-    assert mean_distance_to_nearest_mode() < 0.4 * before
+    assert mean_distance_to_nearest_mode(model) < 0.4 * before
 
 
 def test_a_training_step_logs_the_energies_and_leaves_d_at_the_margin_game():

@@ -17,7 +17,8 @@ setup(
     packages=find_packages(include=["nanogen", "nanogen.*"]) + ["nanogen.kernels"],
     package_dir={"nanogen.kernels": "kernels"},
     package_data={"nanogen.metrics": ["weights/*.npz"],
-                  "nanogen.pretrained": ["manifest.json", "*.npz"]},
+                  "nanogen.pretrained": ["manifest.json", "*.npz"],
+                  "nanogen.study": ["page.html"]},
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
@@ -33,7 +34,8 @@ setup(
         # data-parallel training: mpi4py, and MPICH (with its mpiexec) as a wheel from PyPI
         "mpi": ["mpi4py>=4.0", "mpich>=4.2"],
         # the suite runs the data-parallel tests under mpiexec -n 2, so it needs the MPI extra
-        "test": ["pytest>=7", "hypothesis>=6.80", "mpi4py>=4.0", "mpich>=4.2"],
+        # and the study page's browser test drives the system's Chromium with Selenium
+        "test": ["pytest>=7", "hypothesis>=6.80", "mpi4py>=4.0", "mpich>=4.2", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["nanogen = nanogen.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: MIT License"],

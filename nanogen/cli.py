@@ -9,6 +9,7 @@
     nanogen sample DIR [--n 64] [--out FILE.png] [--seed S] [--sampler ddim --sampler-steps 50]
     nanogen eval DIR [--seed S] [--num-examples N] [--num-samples N] [--sampler ...]
     nanogen export DIR --name NAME [--command "nanogen train ..."] [--allow-large] [--no-eval]
+    nanogen study DIR [DIR ...] [--port 8000] [--out study.jsonl] [--num-samples 100]
 
 ``DIR`` of ``sample`` and ``eval`` may be ``pretrained:NAME``, a model that ships with nanogen
 (:mod:`nanogen.pretrained`; ``export`` adds one from a run directory): no run directory needed,
@@ -721,6 +722,17 @@ def cmd_eval(args):
     return 0
 
 
+def cmd_study(args):
+    from . import study
+    pool, _ = study.pool_from_runs(args.dirs, args.num_samples, args.seed, args.device,
+                                   args.sampler, args.sampler_steps)
+    try:
+        study.serve(pool, args.out, args.port)
+    except ValueError as e:             # the port is taken, --out has no directory
+        raise UsageError(str(e)) from None
+    return 0
+
+
 def _set_ais_options(model, runs, temperatures):
     """``--ais-runs`` / ``--ais-temperatures`` on the model, refused for a model with no
     partition function to estimate."""
@@ -961,6 +973,22 @@ def make_parser() -> argparse.ArgumentParser:
                    "weights and the check re-score are the same either way)")
     _add_eval_flags(x)
     x.set_defaults(func=cmd_export)
+
+    st = sub.add_parser("study", help="a real-vs-generated study on localhost: a page shows "
+                        "real test images and the runs' samples one at a time and keeps each "
+                        "answer in study.jsonl")
+    st.add_argument("dirs", nargs="+", metavar="DIR", help=target)
+    st.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; "
+                    "0: any free one)")
+    st.add_argument("--out", default="study.jsonl", metavar="FILE", help="the answers, one JSON "
+                    "line each, appended (default ./study.jsonl)")
+    st.add_argument("--num-samples", type=int, default=100, metavar="N", help="samples drawn "
+                    "per run at start-up, and real test images shown (default 100)")
+    st.add_argument("--seed", type=int, default=0, help="seed of the samples and of the real "
+                    "images picked")
+    st.add_argument("--device", help="override the runs' device (pretrained: cpu)")
+    _add_sampler_flags(st)
+    st.set_defaults(func=cmd_study)
     return p
 
 

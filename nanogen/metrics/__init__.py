@@ -1,9 +1,12 @@
 """Sample-quality metrics, computed with a small classifier that ships inside the package.
 
-* :func:`sample_quality` -- what ``nanogen eval`` reports for samples: FID, KID and the Inception
-  Score against a real split, with the sample counts beside them;
+* :func:`sample_quality` -- what ``nanogen eval`` reports for samples: FID, KID, the Inception
+  Score, precision and recall against a real split, with the sample counts beside them;
 * :func:`fid` / :func:`frechet_distance`, :func:`kid`, :func:`inception_score` -- the metrics on
   features or class probabilities you computed yourself;
+* :func:`precision_recall` (with :func:`manifold_radii` / :func:`in_manifold`) -- precision
+  (samples inside the real data's k-nearest-neighbour manifold) and recall (real data inside the
+  samples'), quality and coverage reported apart, on features;
 * :func:`classifier_features`, :func:`class_probabilities`, :func:`reference_features` -- the
   shipped LeNet (:func:`load_classifier`) applied to images (N, 1, 28, 28) in [0, 1];
 * :func:`nearest_neighbours` / :func:`nearest_neighbour_grid` -- the memorisation check;
@@ -18,10 +21,13 @@ The classifier's weights are reproduced by ``python -m nanogen.metrics.classifie
 command runs its module fresh, the names below are imported lazily, on first use (PEP 562).
 """
 import importlib
+import sys
 
 _HOME = {"sample_quality": "quality",
          "fid": "fid", "frechet_distance": "fid", "gaussian_statistics": "fid",
          "kid": "kid", "inception_score": "inception_score",
+         "precision_recall": "precision_recall", "manifold_radii": "precision_recall",
+         "in_manifold": "precision_recall",
          "classifier_features": "features", "class_probabilities": "features",
          "reference_features": "features",
          "nearest_neighbours": "nearest", "nearest_neighbour_grid": "nearest",
@@ -37,10 +43,20 @@ __all__ = list(_HOME)
 
 def __getattr__(name):
     if name in _HOME:
-        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
-        globals()[name] = value                   # later look-ups skip this function
-        return value
+        importlib.import_module(f".{_HOME[name]}", __name__)
+        _bind_loaded_names()                      # later look-ups skip this function
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _bind_loaded_names():
+    """Bind each name of a loaded home module.  Loading a submodule sets the package attribute
+    of its own name to the module (``kid``, ``fid``, ``precision_recall`` ... once ``quality``
+    imports them), which would hide the function of that name; this puts the function back."""
+    for name, home in _HOME.items():
+        value = getattr(sys.modules.get(f"{__name__}.{home}"), name, None)
+        if value is not None:                     # None: not loaded, or still loading
+            globals()[name] = value
 
 
 def __dir__():

@@ -8,6 +8,7 @@ The browser test needs Chromium and chromedriver from the system's packages (Deb
 Where they are missing it fails, saying so, rather than skipping: the page is the feature.
 """
 import http.client
+import io
 import json
 import math
 import os
@@ -23,11 +24,12 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from hypothesis import given
+from PIL import Image
 from hypothesis import strategies as st
 from scipy.stats import binom
 
-from nanogen.study import (Z95, AnswerStore, ImagePool, StudyServer, read_answers, summarize,
-                           wilson_interval)
+from nanogen.study import (Z95, AnswerStore, ImagePool, StudyServer, pool_from_runs,
+                           read_answers, summarize, wilson_interval)
 from nanogen.study.server import MAX_BODY
 
 from .test_cli import run_cli
@@ -321,6 +323,39 @@ def tiny_run(tmp_path_factory):
                              "--batch-size", 8, "--steps", 2, "--no-progress", "--out", out)
     assert status == 0, err
     return out
+
+
+def decoded(png: bytes, scale: int = 1) -> bytes:
+    """A PNG's pixels (uint8), every ``scale``-th row and column: the image before enlarging."""
+    with Image.open(io.BytesIO(png)) as picture:
+        return np.asarray(picture)[::scale, ::scale].tobytes()
+
+
+def test_the_pool_holds_the_samples_nanogen_sample_draws_and_real_images_like_them(tiny_run,
+                                                                                   tmp_path):
+    pool, real_label = pool_from_runs([str(tiny_run)], num_samples=4, seed=0)
+    assert real_label == "real:mnist5k/test" and len(pool) == 8
+    assert pool.counts == {real_label: 4, str(tiny_run): 4}
+    by_source = {}
+    for image_id in pool.shuffled_ids():
+        label, truth, png = pool[image_id]
+        assert truth == ("real" if label == real_label else "generated")
+        by_source.setdefault(label, []).append(decoded(png, scale=10))
+    # the run's samples are the ones `nanogen sample --seed 0` draws (a 2 x 2 grid, padding 2)
+    grid_file = tmp_path / "grid.png"
+    status, _, err = run_cli("sample", tiny_run, "--n", 4, "--seed", 0, "--out", grid_file)
+    assert status == 0, err
+    with Image.open(grid_file) as picture:
+        grid = np.asarray(picture)
+    tiles = [grid[2 + 30 * r:30 + 30 * r, 2 + 30 * c:30 + 30 * c].tobytes()
+             for r in range(2) for c in range(2)]
+    assert sorted(by_source[str(tiny_run)]) == sorted(tiles)
+    # a VAE is trained on binarized digits, so the real digits it is compared with are binary
+    for pixels in by_source[real_label]:
+        assert set(np.frombuffer(pixels, np.uint8)) <= {0, 255}
+    again, _ = pool_from_runs([str(tiny_run)], num_samples=4, seed=0)     # seeded: the same
+    assert sorted(decoded(again[i][2]) for i in again.shuffled_ids()) == \
+        sorted(decoded(pool[i][2]) for i in pool.shuffled_ids())
 
 
 @contextmanager

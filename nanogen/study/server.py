@@ -74,7 +74,7 @@ class StudyServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.port}/"
 
     def allowed_hosts(self) -> set:
-        return {f"{name}:{self.port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+        return {f"{name}:{self.port}" for name in ("127.0.0.1", "localhost")}
 
     def new_session(self) -> str:
         session = secrets.token_hex(16)

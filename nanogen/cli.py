@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -576,8 +577,9 @@ def cmd_sample(args):
     world = _world_of(target.config)
     with ng.random.fork_rng(args.seed):
         images = draw_samples(target.model, args.n,
-                              sampler_options(target.model, args.sampler, args.sampler_steps),
-                              world=world)
+                              sampler_options(target.model, args.sampler, args.sampler_steps,
+                                              guidance=args.guidance),
+                              world=world, label=args.label)
     if world.rank != 0:
         return 0
     save_image(images, out, nrow=args.nrow or _grid_width(args.n))
@@ -601,12 +603,13 @@ def _parse_model_args(pairs):
     return parsed
 
 
-def sampler_options(model, sampler=None, steps=None, default=None) -> dict:
+def sampler_options(model, sampler=None, steps=None, default=None, guidance=None) -> dict:
     """``--sampler NAME --sampler-steps K`` as keyword arguments of ``model.sample``, refused
     with one line when the model's sampler takes no such option.  Without ``--sampler`` the
     default is ``default`` (a pretrained model's recorded options) or else the model's preview
     sampler (DDPM: 50 DDIM steps, since 1,000 ancestral steps take hours on a CPU);
-    ``--sampler`` alone drops its step count."""
+    ``--sampler`` alone drops its step count.  ``--guidance W`` adds a classifier-free guided
+    model's weight."""
     import inspect
     if sampler is not None:
         options = {"sampler": sampler}
@@ -616,8 +619,14 @@ def sampler_options(model, sampler=None, steps=None, default=None) -> dict:
         options = dict(model.preview_sampler())
     if steps is not None:
         options["steps"] = steps
+    if guidance is not None:
+        options["guidance"] = guidance
     accepted = inspect.signature(model.sample).parameters
     for name in options:
+        if name == "guidance" and name not in accepted:
+            raise UsageError(f"--guidance: {type(model).__name__} is not a guided model (only "
+                             f"classifier-free guided diffusion takes a guidance weight: "
+                             f"ddpm-cfg)")
         if name not in accepted:
             flag = "--sampler" if name == "sampler" else "--sampler-steps"
             raise UsageError(f"{flag}: {type(model).__name__} has a single sampler and takes "
@@ -625,9 +634,11 @@ def sampler_options(model, sampler=None, steps=None, default=None) -> dict:
     return options
 
 
-def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK, world=None):
+def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK, world=None,
+                 label=None):
     """``n`` samples of ``model`` as one host array, drawn ``chunk`` at a time under no_grad
-    from the current random stream (bounded memory for a diffusion model's n = 1,000).
+    from the current random stream (bounded memory for a diffusion model's n = 1,000); all of
+    class ``label`` when given (a class-conditional model).
 
     With several ranks (``world``) each rank draws its 1/N of every chunk under
     :func:`nanogen.random.sharded` -- the rows one process would draw for them -- and rank 0
@@ -642,12 +653,22 @@ def draw_samples(model, n: int, options=None, chunk: int = SAMPLE_CHUNK, world=N
     if n % ranks:
         raise UsageError(f"{n} samples do not split evenly over {ranks} ranks: ask for a "
                          f"multiple of {ranks}")
+    if label is not None:
+        if not getattr(model, "conditional", False):
+            raise UsageError(f"--class: {type(model).__name__} is not class-conditional")
+        if not 0 <= label < model.num_classes:
+            raise UsageError(f"--class must be a class index in 0..{model.num_classes - 1}, "
+                             f"got {label}")
+        options = {**(options or {}), "y": None}
     chunk = max(ranks, chunk // ranks * ranks)
     parts = []
     with ng.no_grad(), ng.random.sharded(rank, ranks):
         for start in range(0, n, chunk):
             try:
-                batch = model.sample(min(chunk, n - start) // ranks, **(options or {}))
+                m = min(chunk, n - start) // ranks
+                if label is not None:
+                    options["y"] = ng.full(m, label, dtype=np.int64)
+                batch = model.sample(m, **(options or {}))
             except ValueError as e:          # a sampler refusing its options (steps > T, ...)
                 if options:
                     raise UsageError(f"{type(model).__name__}.sample: {e}") from None
@@ -687,7 +708,6 @@ def _load_for_use(args) -> _Target:
 
 
 def _grid_width(n: int) -> int:
-    import math
     return max(1, math.ceil(math.sqrt(n)))
 
 
@@ -702,7 +722,8 @@ def cmd_eval(args):
                     else recorded.get("num_examples"))
     num_samples = (args.num_samples if args.num_samples is not None
                    else recorded.get("num_samples"))
-    options = sampler_options(model, args.sampler, args.sampler_steps, recorded.get("sampler"))
+    options = sampler_options(model, args.sampler, args.sampler_steps, recorded.get("sampler"),
+                              guidance=args.guidance)
     target.out_dir.mkdir(parents=True, exist_ok=True)
     world = _world_of(config)
     t0 = time.perf_counter()
@@ -755,7 +776,9 @@ def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_sampl
     on ``num_examples`` of it, classes balanced) under seed ``seed``, and, when
     :func:`resolve_num_samples` gives any, FID / KID / IS of that many samples drawn with
     ``options`` under seed ``seed + 1`` (and ``out_dir/nearest_neighbours.png`` when
-    ``out_dir`` is given).  For a model with an encoder (``codes``) it adds the linear probe's
+    ``out_dir`` is given); a guided model (``ddpm-cfg``) adds the classifier's accuracy on as
+    many samples of requested classes, drawn with the same options (its guidance weight
+    included).  For a model with an encoder (``codes``) it adds the linear probe's
     test accuracy (:func:`nanogen.metrics.probe_model`: fitted on the codes of every training
     image, scored on the test examples evaluated); ``probe`` True asks for it (an error for a
     model with no encoder), False skips it, None (the default) runs it where it can.
@@ -798,7 +821,17 @@ def evaluate_model(model, config, *, seed: int = 0, num_examples=None, num_sampl
         with ng.random.fork_rng(seed + 1):
             metrics.update(_score_samples(model, config, num_samples, options, out_dir, seed,
                                           world))
+        if _is_guided(model):     # the CFG trade-off: quality and obedience, same sampler
+            from .metrics import conditional_accuracy     # (every rank: the same seeded draws)
+            metrics.update(conditional_accuracy(model, n=num_samples, seed=seed + 2,
+                                                options=options))
     return metrics
+
+
+def _is_guided(model) -> bool:
+    """A classifier-free guided model: its ``sample`` takes a ``guidance`` weight."""
+    import inspect
+    return "guidance" in inspect.signature(model.sample).parameters
 
 
 def _probe(model, config, test) -> dict:
@@ -817,13 +850,17 @@ def _probe(model, config, test) -> dict:
 def _combine_rank_metrics(parts):
     """The ranks' metric dicts as one: numbers averaged weighted by each rank's
     ``num_examples`` (every metric is a mean over examples), ``num_examples`` summed, other
-    integers (settings such as ``iwae_k``) and anything else taken from rank 0."""
+    integers (settings such as ``iwae_k``) and anything else taken from rank 0; a standard error
+    (``*_stderr``) of the ranks' independent means combines as sqrt(sum (n_r se_r)^2) / N."""
     counts = [p.get("num_examples", 1) for p in parts]
     total = sum(counts)
     combined = dict(parts[0])
     for key, value in parts[0].items():
         if key == "num_examples":
             combined[key] = total
+        elif key.endswith("_stderr"):    # the mean's standard error: sqrt(sum (n_r se_r)^2) / N
+            combined[key] = math.sqrt(sum((p[key] * n) ** 2 for p, n in zip(parts, counts))) \
+                / total
         elif isinstance(value, float):
             combined[key] = sum(p[key] * n for p, n in zip(parts, counts)) / total
     return combined
@@ -931,6 +968,8 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE.png", help="default: DIR/sample.png "
                    "(runs/pretrained/NAME/sample.png for pretrained:NAME)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--class", dest="label", type=int, metavar="K", help="a class-conditional "
+                   "model: draw every sample of class K (default: the classes in turn)")
     s.add_argument("--device", help="override the run's device (pretrained: cpu)")
     _add_sampler_flags(s)
     s.set_defaults(func=cmd_sample)
@@ -1009,6 +1048,9 @@ def _add_sampler_flags(parser):
                         "(DDPM: ancestral or ddim)")
     parser.add_argument("--sampler-steps", type=int, metavar="K", help="sampling steps, for "
                         "samplers that take few (DDIM)")
+    parser.add_argument("--guidance", type=float, metavar="W", help="classifier-free guidance "
+                        "weight w >= 0 of a guided diffusion model (ddpm-cfg; 0: the plain "
+                        "conditional model)")
 
 
 def _world_of(config):

@@ -334,6 +334,38 @@ def test_sampler_flags_on_a_single_sampler_model_are_one_line_errors(trained_run
 
 
 @pytest.mark.parametrize("argv, fragments", [
+    (["--guidance", "2"], ["--guidance", "DDPM", "not a guided model"]),
+    (["--class", "3"], ["--class", "DDPM", "not class-conditional"]),
+])
+def test_guidance_and_class_on_an_unconditional_model_are_one_line_errors(tiny_ddpm_run, argv,
+                                                                         fragments):
+    status, _, err = run_cli("sample", tiny_ddpm_run, "--n", 2, *argv)
+    assert_one_line_error(status, err, *fragments)
+
+
+def test_a_guided_model_samples_one_class_and_reports_its_accuracy(tmp_path):
+    run = tmp_path / "cfg"
+    status, _, err = run_cli("train", "ddpm-cfg", "--steps", 1, "--batch-size", 8,
+                             "--no-progress", "--out", run, *TINY_DDPM)
+    assert status == 0, err
+    out = tmp_path / "sevens.png"
+    status, _, err = run_cli("sample", run, "--n", 4, "--class", 7, "--guidance", 3,
+                             "--sampler-steps", 3, "--out", out)
+    assert status == 0, err
+    assert out.is_file()
+    status, out, err = run_cli("eval", run, "--num-examples", 10, "--num-samples", 10,
+                               "--sampler-steps", 3, "--guidance", 0.5)
+    assert status == 0, err
+    metrics = json.loads(out)
+    assert metrics["sampler"]["guidance"] == 0.5
+    assert metrics["num_conditional_samples"] == 10
+    assert 0.0 <= metrics["conditional_accuracy"] <= 1.0
+    assert np.isfinite(metrics["bits_per_dim_stderr"]) and metrics["bits_per_dim_stderr"] > 0
+    status, _, err = run_cli("sample", run, "--n", 2, "--class", 10)
+    assert_one_line_error(status, err, "--class", "0..9")
+
+
+@pytest.mark.parametrize("argv, fragments", [
     (["--sampler", "euler"], ["DDPM.sample", "euler"]),
     (["--sampler-steps", "500"], ["DDPM.sample", "500"]),
     (["--num-samples", "-1"], ["--num-samples", "-1"]),

@@ -20,11 +20,14 @@ __all__ = ["conditional_accuracy"]
 _NUM_DIGITS = 10          # the classes the shipped LeNet tells apart
 
 
-def conditional_accuracy(model, n: int = 1000, seed: int = 0, batch_size: int = 500) -> dict:
+def conditional_accuracy(model, n: int = 1000, seed: int = 0, batch_size: int = 500,
+                         options=None) -> dict:
     """``{"conditional_accuracy": a, "num_conditional_samples": n}``: the fraction ``a`` of
     ``n`` samples, drawn for the classes 0, 1, ..., num_classes - 1, 0, ... under seed ``seed``
     (on a forked random stream: the caller's draws are untouched), that the shipped classifier
-    assigns to the class they were drawn for.  Samples are drawn ``batch_size`` at a time."""
+    assigns to the class they were drawn for.  Samples are drawn ``batch_size`` at a time, with
+    the keyword arguments ``options`` of ``model.sample`` (a sampler, its steps, a guidance
+    weight)."""
     from .. import random as ng_random
     from ..autograd import no_grad
     from ..creation import tensor
@@ -48,7 +51,8 @@ def conditional_accuracy(model, n: int = 1000, seed: int = 0, batch_size: int = 
     model.eval()
     try:
         with ng_random.fork_rng(seed), no_grad():
-            parts = [np.asarray(model.sample(len(chunk), y=tensor(chunk)).numpy())
+            parts = [np.asarray(model.sample(len(chunk), y=tensor(chunk),
+                                             **(options or {})).numpy())
                      for chunk in np.array_split(labels, range(batch_size, n, batch_size))]
     finally:
         model.train(was_training)

@@ -16,13 +16,21 @@ With :math:`\alpha_t = 1 - \beta_t` and :math:`\bar\alpha_t = \prod_{s \le t} \a
 Two schedules:
 
 * ``linear`` (Ho et al. 2020): :math:`\beta_t` evenly spaced from :math:`10^{-4}` to
-  :math:`0.02` for :math:`T = 1000`.
+  :math:`0.02` for :math:`T = 1000`, both ends scaled by :math:`1000 / T` for other :math:`T` (as
+  Nichol & Dhariwal's code does), so that every :math:`T` destroys the image as completely:
+  :math:`\bar\alpha_T \approx e^{-10}` whatever :math:`T`.  Unscaled, :math:`T = 100` would end at
+  :math:`\bar\alpha_T = 0.36` and sampling would start from the wrong distribution.  Betas are
+  clipped at 0.999, which only the shortest chains (:math:`T < 50`) reach.
 * ``cosine`` (Nichol & Dhariwal 2021): :math:`\bar\alpha_t = f(t) / f(0)` with
   :math:`f(t) = \cos^2\!\big(\tfrac{t/T + s}{1 + s} \cdot \tfrac\pi2\big)`, :math:`s = 0.008`;
   :math:`\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}`, clipped at 0.999 so that the last steps
   do not become singular (:math:`\bar\alpha_T = 0` would make :math:`\beta_T = 1`).  It destroys
   information more evenly over :math:`t` than the linear one, which spends its last few hundred
   steps on nearly pure noise.
+
+:meth:`NoiseSchedule.respaced` keeps the steps of a sub-sequence :math:`\tau_0 = 0 < \tau_1 <
+\dots < \tau_S`: its :math:`\beta_k = 1 - \bar\alpha_{\tau_k} / \bar\alpha_{\tau_{k-1}}` reproduce
+:math:`\bar\alpha` at the kept steps exactly (sampling with fewer steps, Nichol & Dhariwal 2021).
 
 Every table is a float64 NumPy array of length :math:`T + 1` indexed by the timestep itself:
 ``alpha_bar[t]`` is :math:`\bar\alpha_t`, and entry 0 describes :math:`x_0` (:math:`\beta_0 = 0`,
@@ -38,13 +46,19 @@ __all__ = ["linear_betas", "cosine_betas", "BETA_SCHEDULES", "NoiseSchedule",
            "check_timesteps"]
 
 
-def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
-    r""":math:`\beta_1, \dots, \beta_T` evenly spaced from ``beta_start`` to ``beta_end``."""
+def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02,
+                 reference_timesteps: int | None = 1000, max_beta: float = 0.999) -> np.ndarray:
+    r""":math:`\beta_1, \dots, \beta_T` evenly spaced from ``beta_start`` to ``beta_end``, both
+    scaled by ``reference_timesteps / T`` (the values are those of a 1,000-step chain; None
+    keeps them as given) and clipped at ``max_beta``.  A one-step chain takes the last value."""
     _check_count(timesteps)
     if not 0.0 < beta_start <= beta_end < 1.0:
         raise ValueError(f"linear_betas: need 0 < beta_start <= beta_end < 1, got "
                          f"beta_start={beta_start!r}, beta_end={beta_end!r}")
-    return np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
+    scale = 1.0 if reference_timesteps is None else reference_timesteps / timesteps
+    betas = (np.linspace(beta_start * scale, beta_end * scale, timesteps, dtype=np.float64)
+             if timesteps > 1 else np.array([beta_end * scale]))
+    return np.minimum(betas, max_beta)
 
 
 def cosine_betas(timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
@@ -112,6 +126,24 @@ class NoiseSchedule:
             raise ValueError(f"unknown beta schedule {name!r}; choose one of "
                              f"{', '.join(sorted(BETA_SCHEDULES))}") from None
         return cls(make_betas(timesteps))
+
+    def respaced(self, kept) -> "NoiseSchedule":
+        r"""The schedule of the chain that visits only the timesteps ``kept`` (increasing, from 0
+        to at most T; 0 is added when missing): step k goes from :math:`\tau_{k-1}` to
+        :math:`\tau_k` with :math:`\beta_k = 1 - \bar\alpha_{\tau_k} / \bar\alpha_{\tau_{k-1}}`, so
+        its :math:`\bar\alpha_k` is the original :math:`\bar\alpha_{\tau_k}` and its posterior
+        between k - 1 and k is the original's between :math:`\tau_{k-1}` and :math:`\tau_k`."""
+        kept = np.asarray(kept)
+        if kept.ndim != 1 or kept.dtype.kind not in "iu" or kept.size == 0:
+            raise ValueError(f"NoiseSchedule.respaced: kept must be a 1-D array of integer "
+                             f"timesteps, got {kept!r}")
+        kept = kept.astype(np.int64)
+        if kept[0] != 0:
+            kept = np.concatenate([[0], kept])
+        if np.any(np.diff(kept) <= 0) or kept[-1] > self.timesteps:
+            raise ValueError(f"NoiseSchedule.respaced: the kept timesteps must increase strictly "
+                             f"and lie in 0..{self.timesteps}")
+        return NoiseSchedule(1.0 - self.alpha_bar[kept[1:]] / self.alpha_bar[kept[:-1]])
 
     def posterior(self, t, s):
         r"""The coefficients of :math:`q(x_s \mid x_t, x_0) = \mathcal N(a\, x_0 + b\, x_t,\;

@@ -18,8 +18,11 @@ width halves the image ``len(channel_mults) - 1`` times (stride-2 convolutions) 
 back (nearest-neighbour upsampling, then a convolution), so H and W must divide by
 :math:`2^{L-1}`: 28 -> 14 -> 7 and 32 -> 16 -> 8 with the default three levels.
 
-**Time.**  The timestep enters as the sinusoidal embedding of the Transformer
-(:func:`sinusoidal_embedding`) passed through a two-layer MLP.  Each residual block turns it into
+**Time.**  The timestep enters as features passed through a two-layer MLP (``time_features``):
+the sinusoidal embedding of the Transformer (:func:`sinusoidal_embedding`, geometric
+frequencies, the default) or random Fourier features (:class:`RandomFourierFeatures`, Tancik et
+al. 2020 as used by Song et al. 2021: frequencies drawn once from :math:`\mathcal N(0, s^2)` and
+kept, applied to :math:`t / T`).  Each residual block turns it into
 a per-channel scale and shift applied right after its second normalisation,
 
 .. math:: h \leftarrow \mathrm{GroupNorm}(h) \odot (1 + \gamma(t)) + \beta(t),
@@ -27,6 +30,11 @@ a per-channel scale and shift applied right after its second normalisation,
 so the noise level modulates every block's features (adaptive group norm,
 :func:`nanogen.functional.adaptive_group_norm`: one fused kernel for the norm and the
 per-sample affine, forward and backward).
+
+**Class labels** (``num_classes``, for classifier-free guidance): a learned embedding of the label
+is added to the time embedding, :math:`e = \mathrm{MLP}(\gamma(t)) + E_y`, with one extra row
+:math:`E_\varnothing` for "no label" (index ``num_classes``), which the guided model trains by
+dropping labels and samples with for its unconditional prediction.
 
 **Initialisation.**  The last convolution of each residual block, the output projection of each
 attention block and the final convolution start at zero: each block starts as the identity and
@@ -40,11 +48,14 @@ import numpy as np
 
 from ... import functional as ops
 from ... import nn
-from ...creation import arange
+from ...creation import arange, randn
 from ...nn import functional as F
 from ...utils.checks import positive_int
 
-__all__ = ["UNet", "ResidualBlock", "SelfAttention2d", "sinusoidal_embedding"]
+__all__ = ["UNet", "ResidualBlock", "SelfAttention2d", "sinusoidal_embedding",
+           "RandomFourierFeatures", "TIME_FEATURES"]
+
+TIME_FEATURES = ("sinusoidal", "fourier")
 
 
 def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
@@ -57,6 +68,27 @@ def sinusoidal_embedding(t, dim: int, max_period: float = 10000.0):
     frequencies = ops.exp(arange(half, device=t.device).float() * (-math.log(max_period) / half))
     angles = t.float().reshape(-1, 1) * frequencies.reshape(1, half)
     return ops.cat([ops.sin(angles), ops.cos(angles)], dim=1)
+
+
+class RandomFourierFeatures(nn.Module):
+    r"""(N, dim) features of timesteps t (N,) in 0..T:
+    :math:`[\sin(2\pi\, \omega_k t / T), \cos(2\pi\, \omega_k t / T)]` for ``dim / 2``
+    frequencies :math:`\omega_k \sim \mathcal N(0, s^2)` drawn at construction and kept in the
+    buffer ``frequencies`` (saved with the model, never trained); s = ``scale``."""
+
+    def __init__(self, dim: int, timesteps: int, scale: float = 16.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"RandomFourierFeatures: dim must be even, got {dim}")
+        if not scale > 0:
+            raise ValueError(f"RandomFourierFeatures: scale must be positive, got {scale!r}")
+        self.timesteps = positive_int(timesteps, "RandomFourierFeatures: timesteps")
+        self.register_buffer("frequencies", randn(dim // 2) * scale)
+
+    def forward(self, t):
+        angles = (t.float().reshape(-1, 1) * (2.0 * math.pi / self.timesteps)
+                  * self.frequencies.reshape(1, -1))
+        return ops.cat([ops.sin(angles), ops.cos(angles)], dim=1)
 
 
 def _zero_init(module):
@@ -160,13 +192,22 @@ class UNet(nn.Module):
     way up); ``attention_levels`` the levels (0 = full resolution) whose blocks are followed by
     self-attention, by default the lowest; the middle always has one.  ``heads`` attention heads,
     ``groups`` GroupNorm groups, ``dropout`` in the residual blocks; ``time_dim`` the width of
-    the time embedding (4 * channels by default).
+    the time embedding (4 * channels by default); ``time_features`` ``"sinusoidal"`` or
+    ``"fourier"`` (which needs ``timesteps``, T); ``num_classes`` K adds a label embedding of
+    K + 1 rows (the last: no label), and ``forward`` then takes labels y in 0..K;
+    ``out_channels`` the output's channels (``image_channels`` by default; twice that for a
+    network that also predicts its variance).
     """
 
     def __init__(self, image_channels: int = 1, channels: int = 32, channel_mults=(1, 2, 2),
                  num_res_blocks: int = 2, attention_levels=None, heads: int = 4,
-                 groups: int = 8, dropout: float = 0.0, time_dim: int | None = None):
+                 groups: int = 8, dropout: float = 0.0, time_dim: int | None = None,
+                 time_features: str = "sinusoidal", timesteps: int = 1000,
+                 num_classes: int | None = None, out_channels: int | None = None):
         super().__init__()
+        if time_features not in TIME_FEATURES:
+            raise ValueError(f"UNet: unknown time_features {time_features!r}; choose one of "
+                             f"{', '.join(TIME_FEATURES)}")
         channel_mults = tuple(channel_mults)
         if not channel_mults or not all(isinstance(m, (int, np.integer)) and m > 0
                                         for m in channel_mults):
@@ -187,6 +228,12 @@ class UNet(nn.Module):
         self.num_levels = levels
         time_dim = 4 * channels if time_dim is None else time_dim
         self.embedding_dim = channels + channels % 2
+        self.time_features = (RandomFourierFeatures(self.embedding_dim, timesteps)
+                              if time_features == "fourier" else None)
+        self.num_classes = None if num_classes is None else positive_int(num_classes,
+                                                                         "UNet: num_classes")
+        self.label_embedding = (nn.Embedding(self.num_classes + 1, time_dim)
+                                if num_classes is not None else None)
         self.time_mlp = nn.Sequential(nn.Linear(self.embedding_dim, time_dim), nn.SiLU(),
                                       nn.Linear(time_dim, time_dim))
 
@@ -229,9 +276,27 @@ class UNet(nn.Module):
         self.upsample = nn.ModuleList(upsample)
 
         self.head = nn.Sequential(nn.GroupNorm(groups, width), nn.SiLU(),
-                                  _zero_init(nn.Conv2d(width, image_channels, 3, padding=1)))
+                                  _zero_init(nn.Conv2d(width, out_channels or image_channels,
+                                                       3, padding=1)))
 
-    def forward(self, x, t):
+    def embed(self, t, y=None):
+        """The (N, time_dim) embedding of timesteps t and, for a class-conditional network, of
+        the labels y (0..K, K meaning none)."""
+        features = (self.time_features(t) if self.time_features is not None
+                    else sinusoidal_embedding(t, self.embedding_dim))
+        e = self.time_mlp(features)
+        if self.label_embedding is None:
+            if y is not None:
+                raise ValueError("UNet: this network was built without num_classes and takes "
+                                 "no labels y")
+            return e
+        if y is None or tuple(y.shape) != tuple(t.shape):
+            raise ValueError(f"UNet: a class-conditional network needs one label per image, "
+                             f"shape {tuple(t.shape)}, got "
+                             f"{None if y is None else tuple(y.shape)}")
+        return e + self.label_embedding(y)
+
+    def forward(self, x, t, y=None):
         if x.ndim != 4:
             raise ValueError(f"UNet: expected images (N, C, H, W), got shape {tuple(x.shape)}")
         factor = 2 ** (self.num_levels - 1)
@@ -242,7 +307,7 @@ class UNet(nn.Module):
         if t.shape != (x.shape[0],):
             raise ValueError(f"UNet: expected one timestep per image, shape ({x.shape[0]},), "
                              f"got {tuple(t.shape)}")
-        e = self.time_mlp(sinusoidal_embedding(t, self.embedding_dim))
+        e = self.embed(t, y)
         h = self.stem(x)
         skips = [h]
         for level, stage in enumerate(self.down):

@@ -12,6 +12,7 @@ from . import conditional, infogan
 from . import energy_based
 from . import bigan
 from . import lapgan
+from . import stylegan
 from .losses import ADVERSARIAL_LOSSES, adversarial_loss
 
 __all__ = ["AdversarialModel", "GAN", "DCGAN", "ADVERSARIAL_LOSSES", "adversarial_loss", "games"]

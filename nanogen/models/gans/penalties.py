@@ -30,6 +30,13 @@ supports for every op.  The two differ in where :math:`\hat x` lies:
   authors' reference code (the paper writes :math:`x + \delta`, :math:`\delta \sim N(0, cI)`;
   the code's one-sided uniform perturbation is what was run).
 
+R1 (Mescheder, Geiger & Nowozin 2018, used by StyleGAN) penalises the squared gradient norm on
+the real data only, pushing it to zero rather than one:
+
+.. math:: R_1 = \frac\gamma2\, \mathbb E_{x \sim p_\text{data}} \|\nabla_x D(x)\|_2^2.  \tag{4}
+
+It has no square root, so :func:`r1_penalty` needs no epsilon.
+
 Deviation: the norm is :math:`\sqrt{\sum_i g_i^2 + 10^{-12}}`, so that a zero gradient (a dead
 critic) gives a finite second derivative instead of 0/0; the change in the value is below
 float32 resolution whenever the norm is above 1e-5.
@@ -39,7 +46,17 @@ from __future__ import annotations
 from ... import autograd
 from ...creation import rand
 
-__all__ = ["gradient_norm_penalty", "wgan_gp_points", "dragan_points", "PENALTIES"]
+__all__ = ["gradient_norm_penalty", "r1_penalty", "wgan_gp_points", "dragan_points", "PENALTIES"]
+
+
+def _squared_input_gradient_norms(critic, points):
+    r""":math:`\|\nabla_x D(x)\|_2^2` per point, (N,), with the graph kept (create_graph) so
+    that it can be differentiated in the critic's parameters; ``points`` is detached first."""
+    points = points.detach().requires_grad_(True)
+    scores = critic(points)
+    (grad,) = autograd.grad(scores.sum(), points, create_graph=True)
+    per_example = grad.reshape(grad.shape[0], -1)
+    return (per_example * per_example).sum(dim=1)
 
 
 def gradient_norm_penalty(critic, points):
@@ -47,12 +64,15 @@ def gradient_norm_penalty(critic, points):
     :math:`(\|\nabla_{\hat x} D(\hat x)\|_2 - 1)^2`, differentiable in the critic's parameters.
 
     ``critic`` maps (N, ...) points to (N,) scores; ``points`` is detached first."""
-    points = points.detach().requires_grad_(True)
-    scores = critic(points)
-    (grad,) = autograd.grad(scores.sum(), points, create_graph=True)
-    per_example = grad.reshape(grad.shape[0], -1)
-    norms = ((per_example * per_example).sum(dim=1) + 1e-12).sqrt()
+    norms = (_squared_input_gradient_norms(critic, points) + 1e-12).sqrt()
     return ((norms - 1.0) ** 2).mean()
+
+
+def r1_penalty(critic, real):
+    r"""Eq. (4) without :math:`\gamma / 2`: the mean over the batch of the squared gradient norm
+    :math:`\|\nabla_x D(x)\|_2^2` at the real points (target 0, no square root, so no
+    epsilon), differentiable in the critic's parameters."""
+    return _squared_input_gradient_norms(critic, real).mean()
 
 
 def _per_example_uniform(x):

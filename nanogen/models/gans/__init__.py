@@ -11,6 +11,7 @@ from . import games
 from . import conditional, infogan
 from . import energy_based
 from . import bigan
+from . import biggan
 from . import lapgan
 from . import stylegan
 from .losses import ADVERSARIAL_LOSSES, adversarial_loss

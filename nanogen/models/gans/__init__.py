@@ -13,6 +13,7 @@ from . import energy_based
 from . import bigan
 from . import biggan
 from . import lapgan
+from . import progan
 from . import stylegan
 from .losses import ADVERSARIAL_LOSSES, adversarial_loss
 

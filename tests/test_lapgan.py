@@ -164,6 +164,23 @@ def test_a_conditional_levels_discriminator_loss_is_the_gan_loss_on_pairs():
                                            rel=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_every_fake_of_a_conditional_level_is_drawn_on_the_real_minibatchs_low_pass(k):
+    model = tiny(k=k)
+    level = model.levels[0]
+    residual, low = images((3 * k, 1, 8, 8), 1), images((3 * k, 1, 8, 8), 2)
+    seen = []
+    level.generator.register_forward_hook(lambda m, i, o: seen.append(i[0].numpy()[:, :1]))
+    opts = model.configure_optimizers(1e-3)
+    level.training_step((residual, low), {"generator": opts["generator_0"],
+                                          "discriminator": opts["discriminator_0"]})
+    # k discriminator updates, each on its own minibatch's l; then G on the first minibatch's
+    assert len(seen) == k + 1
+    for i, planes in enumerate(seen[:k]):
+        np.testing.assert_array_equal(planes, low.numpy()[3 * i:3 * (i + 1)])
+    np.testing.assert_array_equal(seen[k], low.numpy()[:3])
+
+
 def test_a_training_step_plays_every_level_on_the_real_pyramid_coarsest_first():
     model = tiny()
     x = images((4, 1, 8, 8))
@@ -250,6 +267,10 @@ def test_the_game_options_reach_every_level():
     assert all(math.isfinite(v) for v in logs.values())
     sn = tiny(loss="hinge", spectral_norm=True, critic_norm="none")
     assert all(level.spectral_norm for level in sn.levels)
+    matching = tiny(feature_matching=True)                 # D's features of the pair (l + h, l)
+    logs = matching.training_step((images((4, 1, 8, 8)), None),
+                                  matching.configure_optimizers(1e-3))
+    assert all(math.isfinite(v) for v in logs.values())
 
 
 # ---------------------------------------------------------------- training loop and resume

@@ -106,8 +106,9 @@ discriminator can tell whether the residual fits its condition.  Its conditional
 and 5 x 5 kernels with 128 planes and no batch norm, and SGD with momentum; here DCGAN's
 conventions (batch norm, Radford init, Adam 2e-4, beta1 0.5), 64 planes and 3 x 3 kernels, so
 that a step costs a few DCGAN steps rather than tens (a residual is local detail: G_k's 7 x 7
-receptive field has l_k for the rest).  The paper's CIFAR-10 model worked on 28 x 28 crops (8 -> 14 -> 28);
-a 32 x 32 image here takes 8 -> 16 -> 32.  The class-conditional LAPGAN is not built.
+receptive field has l_k for the rest).  The paper's CIFAR-10 model worked on 28 x 28 crops
+(8 -> 14 -> 28); a 32 x 32 image here takes 8 -> 16 -> 32.  The class-conditional LAPGAN is not
+built.
 """
 from __future__ import annotations
 

@@ -81,8 +81,9 @@ The generator's widths are the discriminator's reversed, one resolution per entr
 middle and fine styles are the blocks at 7x7, 14x14 and 28x28 (in general the blocks split into
 three near-equal groups, lowest resolutions first).
 
-Deviations from the paper: no equalised learning rate (plain layers; the mapping network is
-He-initialised so that w stays of the scale of z), no progressive growing, no blur in the
+Deviations from the paper: no equalised learning rate (plain layers; the mapping network and
+the discriminator are He-initialised, :func:`he_init_`, as the paper's layers are at run time,
+so that w stays of the scale of z and D's logit is of order one), no progressive growing, no blur in the
 up/downsampling, no minibatch-stddev layer in D, a DCGAN discriminator, a 7x7 constant for
 28x28 images (the paper's is 4x4 at 1024x1024), truncation on every layer (the paper's figures
 truncate the coarse layers only), and widths, code size (128, not 512) and learning rate (2e-4,
@@ -103,14 +104,29 @@ from ...utils.checks import positive_int
 from ..base import check_channels, check_halvings
 from ..registry import ModelSpec, register
 from .adversarial import AdversarialModel
-from .dcgan import dcgan_discriminator, radford_init_
+from .dcgan import dcgan_discriminator
 from .penalties import r1_penalty
 
 __all__ = ["StyleGAN", "MappingNetwork", "StyleLayer", "SynthesisNetwork", "StyleGenerator",
-           "TRUNCATION_SWEEP"]
+           "he_init_", "TRUNCATION_SWEEP"]
 
 TRUNCATION_SWEEP = (1.0, 0.7, 0.5, 0.0)      # the rows of the ``truncation`` figure
 W_AVG_BETA = 0.995                           # eq. (5), the official code's dlatent_avg_beta
+
+
+def he_init_(module, last_gain_one: bool = False):
+    """He initialisation for LeakyReLU(0.2) (the paper's, through its equalised learning rate):
+    every convolution and linear weight of ``module`` from N(0, 2 / ((1 + 0.2²) fan_in)), every
+    bias 0; with ``last_gain_one`` the last of them (a network's output layer, followed by no
+    activation) from N(0, 1 / fan_in).  In place."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for i, m in enumerate(layers):
+        linear = last_gain_one and i == len(layers) - 1
+        nn.init.kaiming_normal_(m.weight, a=0.2,
+                                nonlinearity="linear" if linear else "leaky_relu")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return module
 
 
 class MappingNetwork(nn.Module):
@@ -121,11 +137,9 @@ class MappingNetwork(nn.Module):
         super().__init__()
         stack = []
         for i in range(layers):
-            linear = nn.Linear(latent_dim if i == 0 else style_dim, style_dim)
-            nn.init.kaiming_normal_(linear.weight, a=0.2, nonlinearity="leaky_relu")
-            nn.init.zeros_(linear.bias)
-            stack += [linear, nn.LeakyReLU(0.2)]
-        self.net = nn.Sequential(*stack)
+            stack += [nn.Linear(latent_dim if i == 0 else style_dim, style_dim),
+                      nn.LeakyReLU(0.2)]
+        self.net = he_init_(nn.Sequential(*stack))
 
     def forward(self, z):
         z = z * ((z * z).mean(dim=1, keepdim=True) + 1e-8).rsqrt()          # eq. (1)
@@ -276,7 +290,8 @@ class StyleGAN(AdversarialModel):
                              "'layer' (or r1_gamma=0)")
         widths = tuple(reversed(channels)) + (max(1, channels[0] // 2),)
         generator = StyleGenerator(shape, latent_dim, latent_dim, widths, mapping_layers)
-        discriminator = radford_init_(dcgan_discriminator(shape, channels, norm=critic_norm))
+        discriminator = he_init_(dcgan_discriminator(shape, channels, norm=critic_norm),
+                                 last_gain_one=True)
         super().__init__(generator, discriminator, latent_dim=latent_dim, sample_shape=shape,
                          loss=loss, k=k, **game)
         self.num_classes = num_classes
@@ -448,7 +463,7 @@ class StyleGAN(AdversarialModel):
 
 
 register(ModelSpec(
-    name="stylegan", build=StyleGAN, steps=1500, batch_size=64, lr=2e-4, sample_every=500,
+    name="stylegan", build=StyleGAN, steps=500, batch_size=64, lr=2e-4, sample_every=500,
     ema_decay=0.999,
     summary="StyleGAN (Karras et al. 2019): 8-layer mapping z -> w, learned constant, AdaIN "
             "styles and per-pixel noise, style mixing (p = 0.9), truncation in W; "

@@ -24,6 +24,10 @@ from nanogen.training.checkpoint import load_checkpoint
 SHAPE = (1, 8, 8)
 
 
+def arr(t):
+    return t.detach().numpy()
+
+
 def tiny(seed=0, **kwargs):
     ng.manual_seed(seed)
     options = {"image_shape": SHAPE, "num_classes": 3, "latent_dim": 6, "channels": (4, 8),
@@ -126,7 +130,7 @@ def test_projection_discriminator_is_eq_5_and_reads_the_label():
         scores = model.discriminate(x, y).detach().numpy()
         phi = d.features(x).detach().numpy()
     psi_w, psi_b = d.psi.weight.detach().numpy(), d.psi.bias.detach().numpy()
-    v = d.embed.weight.detach().numpy()                       # the normalised V the forward pass used
+    v = arr(d.embed.weight)                        # the normalised V the forward pass used
     want = phi @ psi_w[0] + psi_b[0] + (v[y.detach().numpy()] * phi).sum(1)              # eq. (5)
     assert scores.shape == (6,)
     np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-5)
@@ -134,8 +138,8 @@ def test_projection_discriminator_is_eq_5_and_reads_the_label():
         other = model.discriminate(x, ng.tensor([1, 2, 0, 0, 2, 1])).detach().numpy()
     assert np.abs(other - scores).min() > 1e-4           # every score moves with its label
     # the label moves the score by <V_y' - V_y, phi> exactly
-    np.testing.assert_allclose(other - scores, ((v[[1, 2, 0, 0, 2, 1]] - v[y.detach().numpy()]) * phi)
-                               .sum(1), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(other - scores, ((v[[1, 2, 0, 0, 2, 1]] - v[arr(y)]) * phi).sum(1),
+                               rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="pass the labels"):
         model.discriminate(x)
 
@@ -242,7 +246,7 @@ def test_truncated_codes_lie_within_the_threshold_and_follow_the_truncated_norma
     from scipy.special import ndtr
     phi = np.exp(-threshold ** 2 / 2) / np.sqrt(2 * np.pi)
     variance = 1 - 2 * threshold * phi / (2 * ndtr(threshold) - 1)
-    assert z.var() == pytest.approx(variance, rel=0.05)
+    assert z.var() == pytest.approx(variance, rel=0.03)
     assert abs(z.mean()) < 4 * np.sqrt(variance / z.size)
     samples = model.sample(3, ng.tensor([0, 1, 2]), truncation=threshold).detach().numpy()
     assert samples.shape == (3,) + SHAPE and 0 <= samples.min() and samples.max() <= 1
@@ -275,7 +279,7 @@ def test_the_truncation_figure_shows_the_same_samples_more_truncated_row_by_row(
     rows = images.detach().numpy().reshape(4, 3, -1)
     # row by row closer to the sample of z = 0 (the most truncated row is nearly it)
     with ng.no_grad():
-        centre = model.sample(3, ng.tensor([0, 1, 2]), truncation=1e-9).detach().numpy().reshape(3, -1)
+        centre = arr(model.sample(3, ng.tensor([0, 1, 2]), truncation=1e-9)).reshape(3, -1)
     distances = [np.abs(row - centre).mean() for row in rows]
     assert distances == sorted(distances, reverse=True) and distances[-1] < 0.1 * distances[0]
     figures = model.figures()
@@ -356,7 +360,7 @@ def test_a_training_step_moves_both_players_and_logs_the_penalty():
     logs = model.training_step(batch(8), opts)          # k = 2: two minibatches of 4
     assert {"loss_d", "loss_g", "score_real", "score_fake", "ortho"} <= set(logs)
     assert all(np.isfinite(v) for v in logs.values())
-    moved = {k for k, v in model.named_parameters() if not np.array_equal(v.detach().numpy(), before[k])}
+    moved = {k for k, v in model.named_parameters() if not np.array_equal(arr(v), before[k])}
     assert any(k.startswith("generator.") for k in moved)
     assert any(k.startswith("discriminator.") for k in moved)
     assert "generator.attention.gamma" in moved and "discriminator.attention.gamma" in moved
@@ -380,10 +384,10 @@ def test_resume_is_bit_identical_with_the_ema_and_spectral_norm_buffers(tmp_path
     run(tmp_path / "broken", 4, resume=True)
     a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "broken")
     key = "generator.blocks.0.conv1.weight_u"
-    assert not np.array_equal(halfway["model"][key].detach().numpy(), a["model"][key].detach().numpy())
+    assert not np.array_equal(arr(halfway["model"][key]), arr(a["model"][key]))
     assert a["ema"]["num_updates"] == b["ema"]["num_updates"] == 4
     for name in a["model"]:
-        np.testing.assert_array_equal(a["model"][name].detach().numpy(), b["model"][name].detach().numpy(), name)
+        np.testing.assert_array_equal(arr(a["model"][name]), arr(b["model"][name]), name)
     for part in ("shadow_params", "shadow_buffers"):
         assert len(a["ema"][part]) == len(b["ema"][part]) > 0
         for p, q in zip(a["ema"][part], b["ema"][part]):

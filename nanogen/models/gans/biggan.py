@@ -23,7 +23,7 @@ residual block doubles the resolution (the paper's Figure 15(b)),
 
 .. math:: h' = \mathrm{conv}_{3\times3}\Big(\mathrm{ReLU}\big(\mathrm{CBN}_2\big(
           \mathrm{conv}_{3\times3}(\mathrm{up}(\mathrm{ReLU}(\mathrm{CBN}_1(h, c_k)))),
-          c_k\big)\big)\Big) + \mathrm{conv}_{1\times1}(\mathrm{up}(h)),                      \tag{3}
+          c_k\big)\big)\Big) + \mathrm{conv}_{1\times1}(\mathrm{up}(h)),                 \tag{3}
 
 (up: nearest-neighbour 2x), and the output is :math:`\tanh(\mathrm{conv}_{3\times3}(
 \mathrm{ReLU}(\mathrm{BN}(h))))`.  For 28x28 MNIST with ``channels=(32, 64)`` (the
@@ -95,8 +95,8 @@ so the same u at several thresholds gives the same sample, more or less truncate
 ``truncation`` figure: rows t = ∞, 2, 1, 0.5, 0.04 as the paper's Figure 2(a), one class a
 column).  :meth:`BigGAN.truncation_curve` scores samples at several thresholds -- FID and IS
 (:func:`nanogen.metrics.sample_quality`) and the classifier's accuracy on the requested class --
-the paper's Figure 17 trade-off; ``python -m nanogen.models.gans.biggan RUN_DIR --out
-curve.png`` runs it on a trained run.
+the fidelity-variety trade-off the paper plots as IS against FID; ``python -m
+nanogen.models.gans.biggan RUN_DIR --out curve.png`` runs it on a trained run.
 
 Class-conditional like CGAN: ``sample(n, y, truncation=None)`` (classes in turn without y),
 labels checked, ``nanogen eval`` adds the conditional accuracy, the ``class_samples`` grid has
@@ -134,7 +134,8 @@ from .adversarial import AdversarialModel
 from .conditional import ClassConditionalGAN
 
 __all__ = ["BigGAN", "BigGANGenerator", "ProjectionDiscriminator", "ConditionalBatchNorm2d",
-           "SelfAttention", "orthogonal_penalty", "spectrally_normalised_layers", "truncated_normal", "check_threshold",
+           "SelfAttention", "orthogonal_penalty", "spectrally_normalised_layers",
+           "truncated_normal", "check_threshold",
            "TRUNCATION_THRESHOLDS", "FIGURE_THRESHOLDS"]
 
 # truncation_curve()'s default thresholds (None: no truncation) and the figure's rows
@@ -297,7 +298,8 @@ class BigGANGenerator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """D(x, y), eq. (5): ``features(x)`` is phi(x) (N, C); ``forward(x, labels)`` the scores (N,)."""
+    """D(x, y), eq. (5): ``features(x)`` is phi(x) (N, C); ``forward(x, labels)`` the scores
+    (N,)."""
 
     def __init__(self, image_shape, channels, num_classes: int, attention: bool):
         super().__init__()

@@ -366,6 +366,20 @@ def test_a_training_step_moves_both_players_and_logs_the_penalty():
     assert "generator.attention.gamma" in moved and "discriminator.attention.gamma" in moved
 
 
+@pytest.mark.parametrize("options, log", [({"penalty": "wgan-gp"}, "penalty"),
+                                          ({"optimizer": "rmsprop"}, "ortho"),
+                                          ({"weight_clip": 0.5, "spectral_norm": False}, "ortho")])
+def test_the_shared_steps_options_work_where_they_make_sense(options, log):
+    model = tiny(**options)
+    logs = model.training_step(batch(8), model.configure_optimizers(1e-3))
+    assert np.isfinite(logs[log])
+    for trick, match in (({"replay": 0.5}, "conditions its generator"),
+                         ({"real_label": 0.9}, "reads D's outputs as scores"),
+                         ({"feature_matching": True}, "terms of its own")):
+        with pytest.raises(ValueError, match=match):
+            tiny(**trick)
+
+
 def test_resume_is_bit_identical_with_the_ema_and_spectral_norm_buffers(tmp_path):
     x, y = batch(32, seed=1)
     data = TensorDataset(x.detach().numpy(), y.detach().numpy())

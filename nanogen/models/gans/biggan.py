@@ -384,10 +384,12 @@ class BigGAN(ClassConditionalGAN):
     ``d_lr_ratio`` (4: D's learning rate over G's) and the other keywords (penalty,
     optimizer, the tricks) are :class:`~.adversarial.AdversarialModel`'s."""
 
+    betas = (0.0, 0.999)          # Adam's, BigGAN's (and SAGAN's)
+
     def __init__(self, image_shape=(1, 28, 28), num_classes: int = 10, latent_dim: int = 120,
                  channels=(32, 64), shared_dim: int = 128, attention: bool = True,
                  ortho_weight: float = 1e-4, spectral_norm: bool = True, loss: str = "hinge",
-                 k: int = 2, betas=(0.0, 0.999), d_lr_ratio: float = 4.0, **game):
+                 k: int = 2, d_lr_ratio: float = 4.0, **game):
         name = type(self).__name__
         num_classes = self._check_num_classes(num_classes)
         shape = tuple(image_shape)
@@ -415,8 +417,8 @@ class BigGAN(ClassConditionalGAN):
         # the spectral norm is this model's own (both networks, D's embedding too): the shared
         # step's option, D's linear and conv layers only, stays off
         AdversarialModel.__init__(self, generator, discriminator, latent_dim=latent_dim,
-                                  sample_shape=shape, loss=loss, k=k, betas=betas,
-                                  d_lr_ratio=d_lr_ratio, **game)
+                                  sample_shape=shape, loss=loss, k=k, d_lr_ratio=d_lr_ratio,
+                                  **game)
         self.spectral_norm = bool(spectral_norm)
         self.num_classes, self.channels, self.shared_dim = num_classes, channels, shared_dim
         self.attention, self.ortho_weight = bool(attention), float(ortho_weight)

@@ -1,12 +1,18 @@
 """Sample-quality metrics, computed with a small classifier that ships inside the package.
 
 * :func:`sample_quality` -- what ``nanogen eval`` reports for samples: FID, KID, the Inception
-  Score, precision and recall against a real split, with the sample counts beside them;
+  Score, precision and recall against a real split, SWD and MS-SSIM, with the sample counts
+  beside them;
 * :func:`fid` / :func:`frechet_distance`, :func:`kid`, :func:`inception_score` -- the metrics on
   features or class probabilities you computed yourself;
 * :func:`precision_recall` (with :func:`manifold_radii` / :func:`in_manifold`) -- precision
   (samples inside the real data's k-nearest-neighbour manifold) and recall (real data inside the
   samples'), quality and coverage reported apart, on features;
+* :func:`swd` -- the sliced Wasserstein distance between two sets of images on
+  Laplacian-pyramid patches (Karras et al. 2018), x 10^3 per level and averaged;
+* :func:`ms_ssim` / :func:`ssim` of pairs of images, :func:`mean_ms_ssim` and
+  :func:`ms_ssim_within_class` -- the samples' diversity (Odena et al. 2017: lower is more
+  diverse);
 * :func:`classifier_features`, :func:`class_probabilities`, :func:`reference_features` -- the
   shipped LeNet (:func:`load_classifier`) applied to images (N, 1, 28, 28) in [0, 1];
 * :func:`nearest_neighbours` / :func:`nearest_neighbour_grid` -- the memorisation check;
@@ -28,6 +34,8 @@ _HOME = {"sample_quality": "quality",
          "kid": "kid", "inception_score": "inception_score",
          "precision_recall": "precision_recall", "manifold_radii": "precision_recall",
          "in_manifold": "precision_recall",
+         "swd": "swd", "ms_ssim": "ms_ssim", "ssim": "ms_ssim", "mean_ms_ssim": "ms_ssim",
+         "ms_ssim_within_class": "ms_ssim",
          "classifier_features": "features", "class_probabilities": "features",
          "reference_features": "features",
          "nearest_neighbours": "nearest", "nearest_neighbour_grid": "nearest",
@@ -51,8 +59,9 @@ def __getattr__(name):
 
 def _bind_loaded_names():
     """Bind each name of a loaded home module.  Loading a submodule sets the package attribute
-    of its own name to the module (``kid``, ``fid``, ``precision_recall`` ... once ``quality``
-    imports them), which would hide the function of that name; this puts the function back."""
+    of its own name to the module (``kid``, ``fid``, ``precision_recall``, ``swd``, ``ms_ssim``
+    ... once ``quality`` imports them), which would hide the function of that name; this puts
+    the function back."""
     for name, home in _HOME.items():
         value = getattr(sys.modules.get(f"{__name__}.{home}"), name, None)
         if value is not None:                     # None: not loaded, or still loading

@@ -10,6 +10,13 @@ Any model with ``conditional = True``, ``num_classes`` and ``sample(n, y)`` retu
 (n, C, H, W) in [0, 1] can be scored: a CVAE, a conditional GAN, a conditional PixelCNN.  The
 classifier knows the ten MNIST digits, so the labels must be digit classes (``num_classes`` at
 most 10); on other data the number only says whether the classes look like digits.
+
+The same samples give the within-class MS-SSIM of Odena et al. (2017):
+:func:`~nanogen.metrics.ms_ssim.ms_ssim_within_class`, the mean MS-SSIM of random pairs of
+samples drawn for one class, averaged over the classes -- lower is more diverse; a model that
+draws one image per class scores 1.  Every class-conditional model's ``evaluate`` (and ``nanogen
+eval`` of a guided one) calls :func:`conditional_accuracy`, so this is where conditional models
+are told apart from each other by their diversity within a class, with no second draw.
 """
 from __future__ import annotations
 
@@ -22,12 +29,16 @@ _NUM_DIGITS = 10          # the classes the shipped LeNet tells apart
 
 def conditional_accuracy(model, n: int = 1000, seed: int = 0, batch_size: int = 500,
                          options=None) -> dict:
-    """``{"conditional_accuracy": a, "num_conditional_samples": n}``: the fraction ``a`` of
+    """``{"conditional_accuracy": a, "num_conditional_samples": n, ...}``: the fraction ``a`` of
     ``n`` samples, drawn for the classes 0, 1, ..., num_classes - 1, 0, ... under seed ``seed``
     (on a forked random stream: the caller's draws are untouched), that the shipped classifier
     assigns to the class they were drawn for.  Samples are drawn ``batch_size`` at a time, with
     the keyword arguments ``options`` of ``model.sample`` (a sampler, its steps, a guidance
-    weight)."""
+    weight).
+
+    With ``ms_ssim_within_class`` (100 random pairs per class, Odena et al.'s count, seed
+    ``seed``), ``ms_ssim_within_class_pairs`` and ``ms_ssim_within_class_classes`` beside them
+    when some class has at least 2 of the samples and they are at least 7 pixels a side."""
     from .. import random as ng_random
     from ..autograd import no_grad
     from ..creation import tensor
@@ -62,4 +73,15 @@ def conditional_accuracy(model, n: int = 1000, seed: int = 0, batch_size: int = 
                          f"{len(samples)} images for {n} labels")
     predicted = class_probabilities(samples, what=f"{type(model).__name__}'s samples").argmax(1)
     return {"conditional_accuracy": float(np.mean(predicted == labels)),
-            "num_conditional_samples": int(n)}
+            "num_conditional_samples": int(n), **_diversity_within_class(samples, labels, seed)}
+
+
+def _diversity_within_class(samples, labels, seed) -> dict:
+    """The within-class MS-SSIM keys, or none when no class has a pair or the images are
+    smaller than MS-SSIM's window."""
+    from .ms_ssim import fitting_scales, ms_ssim_within_class
+    if len(labels) <= len(np.unique(labels)) or not fitting_scales(*samples.shape[2:]):
+        return {}
+    scores = ms_ssim_within_class(samples, labels, seed=seed)
+    scores.pop("ms_ssim_scales")          # sample_quality's key; the same for these images
+    return scores

@@ -9,6 +9,10 @@ test split, with the same classifier -- four sets of images that are not samples
 * ``shuffled`` -- the test digits with each image's pixels shuffled: the right ink, no shape;
 * ``noise``    -- uniform noise, as many images as the test split: nothing right at all.
 
+The test digits' own diversity is the scale for MS-SSIM (:func:`real_diversity`): their mean
+MS-SSIM over random pairs, and within a class (what a conditional model's samples are compared
+with).
+
 ``python -m nanogen.metrics.references [--dataset mnist5k] [--seed 0]`` prints the table
 (the README quotes it).
 """
@@ -23,7 +27,7 @@ from .. import functional as F
 from ..tensor import Tensor
 from .quality import sample_quality
 
-__all__ = ["box_blur", "shuffle_pixels", "reference_sets", "reference_points"]
+__all__ = ["box_blur", "shuffle_pixels", "reference_sets", "reference_points", "real_diversity"]
 
 
 def box_blur(images: np.ndarray, size: int = 3) -> np.ndarray:
@@ -57,11 +61,24 @@ def reference_points(dataset: str = "mnist5k", seed: int = 0) -> dict:
             for name, images in reference_sets(dataset, seed).items()}
 
 
+def real_diversity(dataset: str = "mnist5k", split: str = "test", seed: int = 0) -> dict:
+    """The real images' own MS-SSIM: over random pairs (as :func:`sample_quality` scores
+    samples) and within a class (as :func:`~nanogen.metrics.conditional_accuracy` does)."""
+    from ..data import load_dataset
+    from .ms_ssim import mean_ms_ssim, ms_ssim_within_class
+    from .quality import MS_SSIM_PAIRS
+    images, labels = load_dataset(dataset, split).arrays[:2]
+    return {**mean_ms_ssim(images, num_pairs=MS_SSIM_PAIRS, seed=seed),
+            **ms_ssim_within_class(images, labels, seed=seed)}
+
+
 def format_table(points: dict) -> str:
     """The reference points as a plain-text table, sample counts beside the numbers."""
-    rows = [("images vs test", "FID", "KID", "IS", "samples", "reference")]
+    rows = [("images vs test", "FID", "KID", "IS", "SWD", "MS-SSIM", "samples", "reference")]
     rows += [(name, f"{s['fid']:.2f}", f"{s['kid']:.2f} ± {s['kid_std']:.2f}",
               f"{s['inception_score']:.2f} ± {s['inception_score_std']:.2f}",
+              f"{s['swd']:.1f}" if "swd" in s else "-",
+              f"{s['ms_ssim']:.3f}" if "ms_ssim" in s else "-",
               str(s["num_samples"]), str(s["num_reference"])) for name, s in points.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join([row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width
@@ -82,6 +99,17 @@ def main(argv=None) -> int:
           f"subsets of {any_point['kid_subset_size']}, IS over "
           f"{any_point['inception_score_splits']} splits")
     print(format_table(points))
+    if "swd" in any_point:
+        levels = ", ".join(key[4:] for key in any_point if key[4:].isdigit())
+        print(f"SWD x 10^3: the mean over the pyramid's levels ({levels} pixels), "
+              f"{any_point['swd_num_descriptors'] // any_point['num_samples']} patches per image "
+              f"at the finest, {any_point['swd_projections']} directions")
+    diversity = real_diversity(args.dataset, "test", args.seed)
+    print(f"MS-SSIM of the {args.dataset} test images themselves: {diversity['ms_ssim']:.3f} over "
+          f"{diversity['ms_ssim_pairs']} random pairs, {diversity['ms_ssim_within_class']:.3f} "
+          f"within a class ({diversity['ms_ssim_within_class_pairs']} pairs, "
+          f"{diversity['ms_ssim_within_class_classes']} classes); {diversity['ms_ssim_scales']} "
+          f"scales")
     return 0
 
 

@@ -7,7 +7,7 @@ Table 1.
 :math:`h = \tfrac{1}{256} [1, 4, 6, 4, 1]^\top [1, 4, 6, 4, 1]` (OpenCV's ``pyrDown`` /
 ``pyrUp``, borders mirrored about the edge pixel) a Gaussian pyramid halves each level,
 
-.. math:: G_0 = x, \qquad G_{k+1} = (h * G_k)\!\downarrow_2                                 \quad (1)
+.. math:: G_0 = x, \qquad G_{k+1} = (h * G_k)\!\downarrow_2                                \quad (1)
 
 and the Laplacian pyramid keeps what each halving lost, down to a last, low-pass level:
 
@@ -42,9 +42,9 @@ vectors, normalised), the 1-D Wasserstein-1 distance between the two sets' proje
 averaged over the directions:
 
 .. math:: \mathrm{SWD}(A, B) = \frac{1}{K} \sum_{k=1}^{K}
-          W_1\!\left(\{\theta_k^\top a\}_{a \in A}, \{\theta_k^\top b\}_{b \in B}\right)    \quad (4)
+          W_1\!\left(\{\theta_k^\top a\}_{a \in A}, \{\theta_k^\top b\}_{b \in B}\right)   \quad (4)
 
-.. math:: W_1(u, v) = \int_0^1 \left|F_u^{-1}(t) - F_v^{-1}(t)\right| dt                    \quad (5)
+.. math:: W_1(u, v) = \int_0^1 \left|F_u^{-1}(t) - F_v^{-1}(t)\right| dt                   \quad (5)
 
 With as many projections of each set (n) this is :math:`\frac1n \sum_i |u_{(i)} - v_{(i)}|`,
 the mean gap between the sorted values (their code); with n != m, eq. (5) is summed exactly

@@ -2,6 +2,9 @@
 each against a direct, loop-based implementation on small inputs; the properties the metrics
 are used for (0 / 1 for identical sets and images, growth with blur, noise and a shift, lower
 SSIM for noisier pairs); what sample_quality and conditional_accuracy report; bad input."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
@@ -338,3 +341,26 @@ def test_conditional_accuracy_reports_the_within_class_ms_ssim(digits):
     assert collapsed["ms_ssim_within_class_classes"] == 10
     few = conditional_accuracy(FirstOfItsClass(images, labels), n=10)
     assert "ms_ssim_within_class" not in few                   # one sample per class: no pair
+
+
+CALL_CONDITIONAL_ACCURACY = """
+import numpy as np, nanogen as ng, nanogen.metrics as m
+class Blank:
+    conditional, num_classes, training = True, 2, False
+    def eval(self): pass
+    def train(self, mode=True): pass
+    def sample(self, n, y=None): return ng.tensor(np.zeros((n, 1, 28, 28), np.float32))
+assert "ms_ssim_within_class" in m.conditional_accuracy(Blank(), n=4)
+"""
+
+
+@pytest.mark.parametrize("first", ["sample_quality", "CALL"])
+def test_the_package_names_the_functions_whichever_module_loads_them_first(first):
+    """``nanogen.metrics.swd`` and ``.ms_ssim`` are the functions, not their modules, also after
+    sample_quality or a call of conditional_accuracy loaded those modules."""
+    code = (CALL_CONDITIONAL_ACCURACY if first == "CALL" else f"import nanogen.metrics as m; "
+            f"m.{first}\n") + ("print(all(callable(getattr(m, n)) for n in ('ms_ssim', 'swd', "
+                               "'ssim', 'mean_ms_ssim', 'ms_ssim_within_class')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True"

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ms_ssim import fitting_scales, ms_ssim_within_class
+
 __all__ = ["conditional_accuracy"]
 
 _NUM_DIGITS = 10          # the classes the shipped LeNet tells apart
@@ -79,7 +81,6 @@ def conditional_accuracy(model, n: int = 1000, seed: int = 0, batch_size: int = 
 def _diversity_within_class(samples, labels, seed) -> dict:
     """The within-class MS-SSIM keys, or none when no class has a pair or the images are
     smaller than MS-SSIM's window."""
-    from .ms_ssim import fitting_scales, ms_ssim_within_class
     if len(labels) <= len(np.unique(labels)) or not fitting_scales(*samples.shape[2:]):
         return {}
     scores = ms_ssim_within_class(samples, labels, seed=seed)

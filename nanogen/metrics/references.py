@@ -25,7 +25,8 @@ import numpy as np
 
 from .. import functional as F
 from ..tensor import Tensor
-from .quality import sample_quality
+from .ms_ssim import mean_ms_ssim, ms_ssim_within_class
+from .quality import MS_SSIM_PAIRS, sample_quality
 
 __all__ = ["box_blur", "shuffle_pixels", "reference_sets", "reference_points", "real_diversity"]
 
@@ -65,8 +66,6 @@ def real_diversity(dataset: str = "mnist5k", split: str = "test", seed: int = 0)
     """The real images' own MS-SSIM: over random pairs (as :func:`sample_quality` scores
     samples) and within a class (as :func:`~nanogen.metrics.conditional_accuracy` does)."""
     from ..data import load_dataset
-    from .ms_ssim import mean_ms_ssim, ms_ssim_within_class
-    from .quality import MS_SSIM_PAIRS
     images, labels = load_dataset(dataset, split).arrays[:2]
     return {**mean_ms_ssim(images, num_pairs=MS_SSIM_PAIRS, seed=seed),
             **ms_ssim_within_class(images, labels, seed=seed)}

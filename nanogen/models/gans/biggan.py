@@ -95,8 +95,8 @@ so the same u at several thresholds gives the same sample, more or less truncate
 ``truncation`` figure: rows t = ∞, 2, 1, 0.5, 0.04 as the paper's Figure 2(a), one class a
 column).  :meth:`BigGAN.truncation_curve` scores samples at several thresholds -- FID and IS
 (:func:`nanogen.metrics.sample_quality`) and the classifier's accuracy on the requested class --
-the fidelity-variety trade-off the paper plots as IS against FID; ``python -m
-nanogen.models.gans.biggan RUN_DIR --out curve.png`` runs it on a trained run.
+the fidelity-variety trade-off the paper plots as IS against FID;
+:func:`truncation_curve_of_run` runs it on a trained run.
 
 Class-conditional like CGAN: ``sample(n, y, truncation=None)`` (classes in turn without y),
 labels checked, ``nanogen eval`` adds the conditional accuracy, the ``class_samples`` grid has
@@ -135,7 +135,7 @@ from .conditional import ClassConditionalGAN
 
 __all__ = ["BigGAN", "BigGANGenerator", "ProjectionDiscriminator", "ConditionalBatchNorm2d",
            "SelfAttention", "orthogonal_penalty", "spectrally_normalised_layers",
-           "truncated_normal", "check_threshold",
+           "truncated_normal", "check_threshold", "truncation_curve_of_run",
            "TRUNCATION_THRESHOLDS", "FIGURE_THRESHOLDS"]
 
 # truncation_curve()'s default thresholds (None: no truncation) and the figure's rows
@@ -553,25 +553,19 @@ register(ModelSpec(
             "(SAGAN's TTUR), EMA; truncation trick (figure, FID/IS curve); sample(n, y)"))
 
 
-def main(argv=None):
-    """``python -m nanogen.models.gans.biggan RUN_DIR [-n N] [--out curve.png]``: the
-    truncation curve of a trained biggan run (its averaged weights), one line per threshold."""
-    import argparse
+def truncation_curve_of_run(run_dir, n: int = 1000, path=None) -> list:
+    """:meth:`BigGAN.truncation_curve` of a trained ``biggan`` run (its averaged weights when it
+    kept them, against the run's dataset), printed one line per threshold and returned::
+
+        python -c "from nanogen.models.gans.biggan import truncation_curve_of_run as t; \\
+                   t('RUN_DIR', path='RUN_DIR/truncation_curve.png')"
+    """
     from ...cli import load_run
-    parser = argparse.ArgumentParser(prog="python -m nanogen.models.gans.biggan",
-                                     description=main.__doc__)
-    parser.add_argument("run_dir")
-    parser.add_argument("-n", "--num-samples", type=int, default=1000)
-    parser.add_argument("--out", default=None, help="a PNG of FID, IS and accuracy vs t")
-    args = parser.parse_args(argv)
-    model, config, _ = load_run(args.run_dir)
+    model, config, _ = load_run(run_dir)
     if not isinstance(model, BigGAN):
-        parser.error(f"{args.run_dir} holds a {config.get('model')!r} run, not biggan")
-    for record in model.truncation_curve(n=args.num_samples, dataset=config["dataset"],
-                                         path=args.out):
+        raise ValueError(f"{run_dir} holds a {config.get('model')!r} run, not biggan")
+    records = model.truncation_curve(n=n, dataset=config["dataset"], path=path)
+    for record in records:
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in record.items()))
-
-
-if __name__ == "__main__":
-    main()
+    return records

@@ -18,7 +18,7 @@ from nanogen.metrics.references import box_blur
 from nanogen.metrics.swd import (BINOMIAL, laplacian_pyramid, pyramid_resolutions, swd,
                                  wasserstein_1d)
 
-FAST = dict(patches_per_image=16, num_projections=64)      # small settings for the property tests
+FAST = dict(patches_per_image=16, num_projections=64)      # small settings: the property tests
 
 
 @pytest.fixture(scope="module")
@@ -301,12 +301,22 @@ def test_bad_ms_ssim_input_is_one_clear_error(call, message):
 
 
 # ------------------------------------------------------------------ in sample_quality and eval
-def test_sample_quality_reports_swd_and_ms_ssim_with_their_counts(digits):
+def test_sample_quality_reports_swd_and_ms_ssim_with_their_counts(digits, monkeypatch):
+    import nanogen.metrics.quality as quality_module
     x = digits[0]
+    calls = []
+
+    def spy(a, b, seed):
+        calls.append((a, b, seed))
+        return swd(a, b, seed=seed)
+    monkeypatch.setattr(quality_module, "swd", spy)
     scores = sample_quality(x, seed=2)
+    [(a, b, seed)] = calls                     # the samples against the test split's images
+    np.testing.assert_array_equal(a, x)
+    np.testing.assert_array_equal(b, load_dataset("mnist5k", "test").arrays[0])
+    assert seed == 2
     assert scores["swd"] == pytest.approx(np.mean([scores[f"swd_{s}"] for s in (28, 14, 7)]))
-    assert scores["swd_num_descriptors"] == 100 * 64 and scores["swd_projections"] == 512
-    assert scores["swd"] == swd(x, load_dataset("mnist5k", "test").arrays[0], seed=2)["swd"]
+    assert scores["swd_num_descriptors"] == 100 * 128 and scores["swd_projections"] == 512
     assert scores["ms_ssim"] == mean_ms_ssim(x, num_pairs=1000, seed=2)["ms_ssim"]
     assert (scores["ms_ssim_pairs"], scores["ms_ssim_scales"]) == (1000, 3)
     assert all(isinstance(v, (int, float, str)) for v in scores.values())   # JSON scalars

@@ -6,8 +6,8 @@ of samples, their sliced Wasserstein distance to the real images and their MS-SS
     scores = sample_quality(samples)   # samples (N, 1, 28, 28) in [0, 1]
     # {"fid": 12.3, "kid": 0.021, "kid_std": 0.004, "inception_score": 9.1, ...,
     #  "precision": 0.81, "recall": 0.64, "precision_recall_k": 3,
-    #  "swd": 31.2, "swd_28": 12.0, "swd_14": 10.1, "swd_7": 71.5, "swd_num_descriptors": 64000,
-    #  "ms_ssim": 0.23, "ms_ssim_pairs": 1000, ...
+    #  "swd": ..., "swd_28": ..., "swd_14": ..., "swd_7": ..., "swd_num_descriptors": 128000,
+    #  "swd_projections": 512, "ms_ssim": ..., "ms_ssim_pairs": 1000, "ms_ssim_scales": 3, ...
     #  "num_samples": 1000, "num_reference": 1000, "reference": "mnist5k/test", ...}
 
 Every number comes with the counts it was computed from -- FID in particular falls as the
@@ -58,7 +58,7 @@ def sample_quality(samples, dataset: str = "mnist5k", split: str = "test", seed:
     samples and of the split's images, averaged over the levels, and each level's as
     ``swd_<side>`` (``swd_28``, ``swd_14``, ``swd_7`` for digits;
     :mod:`~nanogen.metrics.swd`), with ``swd_num_descriptors`` (the samples' patches at the
-    finest level: 64 per image; the coarser levels of a digit are read at every position) and
+    finest level: 128 per image; the coarser levels of a digit are read at every position) and
     ``swd_projections``; and ``ms_ssim``, the mean MS-SSIM of ``ms_ssim_pairs`` random pairs of
     distinct samples with ``ms_ssim_scales`` scales (:mod:`~nanogen.metrics.ms_ssim`: lower is
     more diverse).  Square images of 7 pixels or more get SWD, images of 7 or more MS-SSIM

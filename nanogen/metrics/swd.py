@@ -18,16 +18,11 @@ and the Laplacian pyramid keeps what each halving lost, down to a last, low-pass
 odd level's upsampled image is cropped to its size).
 
 **Descriptors.**  From each level of each image, ``patches_per_image`` 7x7 neighbourhoods at
-uniformly random positions wholly inside the level -- or every position once, where a level has
-no more positions than that: a descriptor :math:`d \in \mathbb R^{C \cdot 49}`.  Their code
-takes 128 random patches per image at every level; here 64, which with the every-position rule
-reads the 14x14 and 7x7 levels of a digit whole (64 and 1 positions) and halves the time.  At
-28x28 (484 positions) it raises the level's noise floor a little: the test digits against two
-random sets of 1,000 training digits scored 10.9 and 8.4 there with 128 patches, 13.2 and 9.6
-with 64 (23.0 and 23.0 against 23.8 and 23.4 averaged over the levels).
-
-The descriptors of one set and level are normalised per channel by that set's own mean and
-standard deviation over all its descriptors and pixels,
+uniformly random positions wholly inside the level (their code's 128) -- or every position once,
+where a level has no more positions than that (a digit's 14x14 level has 64, its 7x7 level 1;
+sampling 128 of them would only repeat them): a descriptor
+:math:`d \in \mathbb R^{C \cdot 49}`.  The descriptors of one set and level are normalised
+per channel by that set's own mean and standard deviation over all its descriptors and pixels,
 
 .. math:: \hat d_{c,u,v} = (d_{c,u,v} - m_c) / s_c                                         \quad (3)
 
@@ -78,7 +73,7 @@ __all__ = ["laplacian_pyramid", "pyramid_resolutions", "patch_descriptors",
 
 BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0    # h of eq. (1) is its outer product
 PATCH_SIZE = 7              # Karras et al.'s 7x7 neighbourhoods
-PATCHES_PER_IMAGE = 64      # theirs is 128 (module docstring)
+PATCHES_PER_IMAGE = 128     # theirs
 NUM_PROJECTIONS = 512       # theirs: 4 repeats x 128 directions
 MIN_RESOLUTION = 7          # theirs is 16 (module docstring)
 _PROJECTION_CHUNK = 128     # directions projected at once (memory: chunk x descriptors)

@@ -262,7 +262,7 @@ class BigGANGenerator(nn.Module):
                  shared_dim: int, attention: bool):
         super().__init__()
         c, h, w = image_shape
-        widths = tuple(reversed(channels)) + (channels[0],)          # e.g. (128, 64, 64)
+        widths = tuple(reversed(channels)) + (channels[0],)          # e.g. (64, 32, 32)
         levels = len(channels)
         self.sizes = chunk_sizes(latent_dim, levels + 1)
         self.start = (widths[0], h >> levels, w >> levels)

@@ -288,7 +288,7 @@ def test_the_truncation_figure_shows_the_same_samples_more_truncated_row_by_row(
     assert nrow == 10 and tuple(grid.shape) == (30,) + SHAPE        # one row per class
 
 
-def test_the_truncation_curve_scores_samples_drawn_at_each_threshold(monkeypatch):
+def test_the_truncation_curve_scores_samples_drawn_at_each_threshold(monkeypatch, tmp_path):
     import nanogen.metrics as metrics
     seen, spreads = [], []
 
@@ -298,7 +298,7 @@ def test_the_truncation_curve_scores_samples_drawn_at_each_threshold(monkeypatch
         return {"fid": 100.0 - len(seen), "inception_score": 1.0 + len(seen)}
 
     def fake_accuracy(model, n, seed=0, options=None):
-        return {"conditional_accuracy": options["truncation"] or 0.0}
+        return {"conditional_accuracy": options["truncation"] or 0.0, "num_conditional_samples": n}
 
     # load both first: loading one lazily re-binds the package's names (nanogen.metrics)
     assert metrics.sample_quality and metrics.conditional_accuracy
@@ -306,11 +306,15 @@ def test_the_truncation_curve_scores_samples_drawn_at_each_threshold(monkeypatch
     monkeypatch.setattr(metrics, "conditional_accuracy", fake_accuracy)
     model = settled(tiny())
     model.train()
-    records = model.truncation_curve(thresholds=(0.1, 1.0, None), n=12, dataset="some-set")
+    records = model.truncation_curve(thresholds=(0.1, 1.0, None), n=12, dataset="some-set",
+                                     path=str(tmp_path / "curve.png"))
+    assert (tmp_path / "curve.png").stat().st_size > 1000
     assert model.training                                       # put back as it was
     assert [r["threshold"] for r in records] == [0.1, 1.0, None]
     assert [r["fid"] for r in records] == [99.0, 98.0, 97.0]
     assert [r["conditional_accuracy"] for r in records] == [0.1, 1.0, 0.0]
+    assert set(records[0]) == {"threshold", "fid", "inception_score", "conditional_accuracy",
+                               "num_samples"}
     assert seen == [((12,) + SHAPE, "some-set")] * 3
     assert spreads[0] < spreads[1] < spreads[2]                   # truncation cuts variety
 

@@ -141,6 +141,9 @@ __all__ = ["BigGAN", "BigGANGenerator", "ProjectionDiscriminator", "ConditionalB
 # truncation_curve()'s default thresholds (None: no truncation) and the figure's rows
 TRUNCATION_THRESHOLDS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, None)
 FIGURE_THRESHOLDS = (None, 2.0, 1.0, 0.5, 0.04)          # BigGAN's Figure 2(a), "∞" first
+# what the curve keeps of sample_quality and conditional_accuracy (where they report them)
+CURVE_METRICS = ("fid", "inception_score", "ms_ssim", "conditional_accuracy",
+                 "ms_ssim_within_class")
 
 
 def _orthogonal(module):
@@ -505,12 +508,13 @@ class BigGAN(ClassConditionalGAN):
 
     def truncation_curve(self, thresholds=TRUNCATION_THRESHOLDS, n: int = 1000,
                          dataset: str = "mnist5k", seed: int = 0, path=None) -> list:
-        """FID and IS (:func:`nanogen.metrics.sample_quality` against ``dataset``'s test
-        split) of ``n`` samples at each threshold (None: no truncation), the classes in turn,
-        and -- for at most 10 classes -- the shipped classifier's accuracy on the requested
-        class (:func:`nanogen.metrics.conditional_accuracy`): one dict per threshold.  With
-        ``path``, a PNG of the three against the (finite) thresholds.  Costs two draws of n
-        samples and a metric pass per threshold."""
+        """FID, IS and MS-SSIM (:func:`nanogen.metrics.sample_quality` against ``dataset``'s
+        test split) of ``n`` samples at each threshold (None: no truncation), the classes in
+        turn, and -- for at most 10 classes -- the shipped classifier's accuracy on the requested
+        class and the within-class MS-SSIM (:func:`nanogen.metrics.conditional_accuracy`): one
+        dict per threshold (:data:`CURVE_METRICS`, those reported).  With ``path``, a PNG of FID
+        against IS, one point per threshold, the paper's form of the trade-off.  Costs two draws
+        of n samples and a metric pass per threshold."""
         from ... import random as ng_random
         from ...metrics import conditional_accuracy, sample_quality
         name = f"{type(self).__name__}.truncation_curve"
@@ -527,20 +531,20 @@ class BigGAN(ClassConditionalGAN):
                 with ng_random.fork_rng(seed):
                     samples = self.sample(n, labels, truncation=t)
                 quality = sample_quality(samples.numpy(), dataset=dataset, seed=seed)
-                record = {"threshold": t, "fid": quality["fid"],
-                          "inception_score": quality["inception_score"], "num_samples": n}
                 if self.num_classes <= 10:
-                    record["conditional_accuracy"] = conditional_accuracy(
-                        self, n=n, seed=seed, options={"truncation": t})["conditional_accuracy"]
-                records.append(record)
+                    quality.update(conditional_accuracy(self, n=n, seed=seed,
+                                                        options={"truncation": t}))
+                records.append({"threshold": t, **{key: quality[key] for key in CURVE_METRICS
+                                                   if key in quality}, "num_samples": n})
         finally:
             self.train(was_training)
-        finite = [{k: v for k, v in r.items() if k != "num_samples"} for r in records
-                  if r["threshold"] is not None]
-        if path is not None and finite:
+        if path is not None:
             from ...utils.plot import plot_curves
-            plot_curves(finite, path, x="threshold",
-                        title=f"{type(self).__name__}: truncation, {n} samples")
+            plot_curves([{"inception_score": r["inception_score"], "fid": r["fid"]}
+                         for r in records], path, x="inception_score",
+                        title=f"{type(self).__name__}: FID vs IS, truncation "
+                              f"{', '.join('none' if t is None else f'{t:g}' for t in thresholds)}"
+                              f" ({n} samples)")
         return records
 
 

@@ -51,6 +51,9 @@ uses 4 repeats of 128 directions: K = 512 here, the same average.
 that still holds a whole 7x7 patch (``min_resolution=7``): **28, 14 and 7** for MNIST (the 7x7
 level is the low-pass thumbnail, one patch = the whole image) and 32, 16 and 8 for CIFAR-10.
 ``min_resolution=16`` gives their levels.  ``swd`` reports each level and their mean, x 10^3.
+Its floor depends on the counts: two random sets of 1,000 training digits scored 23.0 and 23.0
+against the 1,000 test digits (28 / 14 / 7: 10.9 / 9.8 / 48.3 and 8.4 / 9.4 / 51.2), most of it
+from the 7x7 level, where each image gives one descriptor.
 
 **Randomness.**  A NumPy Generator seeded explicitly (``seed``), split into two streams: one
 draws the patch positions and is restarted for each set, so two sets of the same size and image

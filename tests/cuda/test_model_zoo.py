@@ -59,7 +59,12 @@ TINY = {
     "wgan": {"channels": [2, 2], "latent_dim": 2, "k": 1},         # one critic step will do
     "wgan-gp": {"channels": [2, 2], "latent_dim": 2, "k": 1},
     "dragan": {"channels": [2, 2], "latent_dim": 2},
+    "biggan": {"channels": [2, 2], "latent_dim": 3, "shared_dim": 2},
+    "lapgan": {"latent_dim": 2, "hidden": [4], "disc_hidden": [4], "g_channels": [2],
+               "kernel_size": 3, "channels": [2, 2]},
+    "progan": {"channels": [2, 2], "latent_dim": 2, "start_resolution": 2},
     "sngan": {"channels": [2, 2], "latent_dim": 2},
+    "stylegan": {"channels": [2, 2], "latent_dim": 2},
     "gated-pixelcnn": {"channels": 2, "num_layers": 1, "head_channels": 2},
     "iwae": {"hidden": [4], "latent_dim": 2, "k": 3},
     "ladder": {"hidden": [3, 2], "denoising_weights": 1.0},

@@ -162,8 +162,14 @@ def test_model_trains_a_step_and_samples_on_cuda_like_on_the_cpu(name, one_strea
     # Adam's first step moves each weight by about LR: equal steps agree far closer than that
     assert any(not np.array_equal(params_dev[k], initial[k]) for k in initial), \
         f"{name}: the step changed no weight on cuda"
+    # ... except where the gradient is rounding around 0 (a bias before an instance norm, say):
+    # there Adam's first step is +-LR by the sign of the rounding, which the devices may differ in
     for key, p in params_cpu.items():
-        assert_close(params_dev[key], p, rtol=0, atol=LR / 100, msg=f"{name}: weight {key}")
+        g = grads_cpu.get(key)
+        settled = (np.ones(p.shape, bool) if g is None
+                   else np.abs(g) > 1e-5 * max(1.0, np.abs(g).max()))
+        assert_close(np.where(settled, params_dev[key], p), p, rtol=0, atol=LR / 100,
+                     msg=f"{name}: weight {key}")
 
     dev.load_state_dict(cpu.state_dict())
     if not cpu.can_sample:             # a classifier (the ladder): compare its codes instead

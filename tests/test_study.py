@@ -358,12 +358,20 @@ def test_the_pool_holds_the_samples_nanogen_sample_draws_and_real_images_like_th
         sorted(decoded(pool[i][2]) for i in pool.shuffled_ids())
 
 
+def _interruptible():
+    """In the child before it runs: SIGINT back to its default action.  A shell that starts a
+    job in the background without job control (CI runners, `cmd &` in a script) ignores SIGINT
+    in it, and Python installs its KeyboardInterrupt handler only where SIGINT is not ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def study_process(run_dir, out, num_samples=4):
     """``nanogen study RUN --port 0`` in a process of its own; yields (process, port)."""
     process = subprocess.Popen([sys.executable, "-m", "nanogen", "study", str(run_dir),
                                 "--port", "0", "--num-samples", str(num_samples), "--out",
-                                str(out)], stderr=subprocess.PIPE, text=True)
+                                str(out)], stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_interruptible)
     try:
         line = process.stderr.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
